@@ -1,0 +1,53 @@
+//! Client allow-lists of inbound endpoints.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+/// The networks an inbound endpoint accepts queries from. Empty means everyone.
+#[derive(Clone, Debug, Default)]
+pub struct AllowList {
+    nets: Vec<IpNet>,
+}
+
+impl AllowList {
+    pub fn new(nets: Vec<IpNet>) -> Self {
+        AllowList { nets }
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.nets.is_empty()
+    }
+
+    /// True if `ip` may query. IPv4-mapped IPv6 addresses (from dual-stack sockets) are
+    /// matched as the IPv4 address they carry.
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        if self.nets.is_empty() {
+            return true;
+        }
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        self.nets.iter().any(|n| n.contains(&ip))
+    }
+
+    pub fn nets(&self) -> &[IpNet] {
+        &self.nets
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_allows_all_and_nets_restrict() {
+        assert!(AllowList::default().allows("203.0.113.9".parse().expect("ip")));
+        let acl = AllowList::new(vec!["10.0.0.0/8".parse().expect("net"), "::1/128".parse().expect("net")]);
+        assert!(acl.allows("10.1.2.3".parse().expect("ip")));
+        assert!(acl.allows("::ffff:10.1.2.3".parse().expect("ip")));
+        assert!(acl.allows("::1".parse().expect("ip")));
+        assert!(!acl.allows("11.0.0.1".parse().expect("ip")));
+    }
+}

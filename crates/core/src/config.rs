@@ -1,0 +1,749 @@
+//! Configuration: the TOML file types (serde, `deny_unknown_fields`) and [`FileConfig::validate`],
+//! which turns them into the runtime [`Config`] with errors that name the key and the line.
+//!
+//! docs/configuration.md documents every key; a test there keeps its examples valid.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use toml::Spanned;
+
+use crate::error::ConfigError;
+use crate::protocol::{Protocol, ProtocolSet};
+use crate::rules::{ForwardingRule, RuleKind, RuleSet, canonical_domain};
+use crate::target::{DEFAULT_DOH_PATH, DohMethod, TargetSpec, parse_addr};
+use crate::wire;
+
+// ---------------------------------------------------------------------------------------------
+// The file as written.
+
+/// The configuration file as parsed, before validation.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub admin: Option<AdminFile>,
+    pub resolver: Option<ResolverFile>,
+    pub timeouts: Option<TimeoutsFile>,
+    pub limits: Option<LimitsFile>,
+    #[serde(default)]
+    pub inbound: Vec<Spanned<InboundFile>>,
+    #[serde(default)]
+    pub outbound: Vec<Spanned<OutboundFile>>,
+    #[serde(default, rename = "rule")]
+    pub rules: Vec<Spanned<RuleFile>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminFile {
+    /// Address of the admin listener (`/metrics`, `/healthz`, `/readyz`); absent: no admin.
+    pub listen: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResolverFile {
+    /// The default resolver; absent: the nameservers of /etc/resolv.conf.
+    pub targets: Option<Vec<Spanned<TargetFile>>>,
+    /// Answer RFC 6303 locally served zones locally (Route 53's auto-defined rules).
+    pub locally_served_zones: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsFile {
+    pub attempt_ms: Option<Spanned<u64>>,
+    pub query_ms: Option<Spanned<u64>>,
+    pub tcp_idle_ms: Option<Spanned<u64>>,
+    pub shutdown_grace_ms: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    pub tcp_connections: Option<Spanned<u64>>,
+    pub tcp_queries_in_flight: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InboundFile {
+    pub name: Spanned<String>,
+    pub protocols: Option<Spanned<Vec<String>>>,
+    /// Do53 addresses (UDP and TCP on each).
+    #[serde(default)]
+    pub listen: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub listen_doh: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub listen_doh_fips: Vec<Spanned<String>>,
+    /// Client networks allowed to query; empty or absent: everyone.
+    #[serde(default)]
+    pub allow: Vec<Spanned<String>>,
+    pub tls_cert: Option<Spanned<String>>,
+    pub tls_key: Option<Spanned<String>>,
+    pub doh_path: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundFile {
+    pub name: Spanned<String>,
+    pub protocols: Option<Spanned<Vec<String>>>,
+    /// CA certificates (PEM) trusted for this endpoint's DoH targets instead of the system roots.
+    pub ca_file: Option<Spanned<String>>,
+    /// Client certificate and key (PEM) for DoH targets that require mutual TLS.
+    pub client_cert: Option<Spanned<String>>,
+    pub client_key: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleFile {
+    pub name: Spanned<String>,
+    pub domain: Spanned<String>,
+    #[serde(rename = "type")]
+    pub kind: Spanned<String>,
+    pub outbound: Option<Spanned<String>>,
+    #[serde(default)]
+    pub targets: Vec<Spanned<TargetFile>>,
+}
+
+/// A target as written: a string (`"10.0.0.2:53"`, `"https://10.0.0.3/dns-query"`) or a table.
+#[derive(Debug)]
+pub enum TargetFile {
+    Short(String),
+    Full(TargetTable),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetTable {
+    pub address: String,
+    pub protocol: Option<String>,
+    pub server_name: Option<String>,
+    pub path: Option<String>,
+    pub ca_file: Option<String>,
+    pub method: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for TargetFile {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = TargetFile;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a target string such as \"10.0.0.2:53\" or a table with `address`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<TargetFile, E> {
+                Ok(TargetFile::Short(v.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<TargetFile, A::Error> {
+                TargetTable::deserialize(de::value::MapAccessDeserializer::new(map)).map(TargetFile::Full)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The validated configuration.
+
+/// A validated configuration, ready to run.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub admin: Option<SocketAddr>,
+    pub resolver: ResolverConfig,
+    pub timeouts: Timeouts,
+    pub limits: Limits,
+    pub inbound: Vec<InboundEndpoint>,
+    pub outbound: Vec<OutboundEndpoint>,
+    /// The configured rules (the auto-defined ones are added by [`Config::rule_set`]).
+    pub rules: Vec<ForwardingRule>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ResolverConfig {
+    pub targets: Vec<TargetSpec>,
+    /// True when `targets` came from /etc/resolv.conf.
+    pub from_system: bool,
+    pub locally_served_zones: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// How long one attempt at one target may take before the next target is tried.
+    pub attempt: Duration,
+    /// The whole budget of a query across all its attempts.
+    pub query: Duration,
+    /// How long an inbound TCP connection may stay idle.
+    pub tcp_idle: Duration,
+    /// How long shutdown waits for queries in flight.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            attempt: Duration::from_millis(1500),
+            query: Duration::from_millis(4000),
+            tcp_idle: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Concurrent TCP connections per Do53 listener.
+    pub tcp_connections: usize,
+    /// Queries one TCP connection may have in flight at once (RFC 7766 pipelining).
+    pub tcp_queries_in_flight: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            tcp_connections: 1024,
+            tcp_queries_in_flight: 64,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Clone, Debug)]
+pub struct InboundEndpoint {
+    pub name: String,
+    pub protocols: ProtocolSet,
+    pub do53: Vec<SocketAddr>,
+    pub doh: Vec<SocketAddr>,
+    pub doh_fips: Vec<SocketAddr>,
+    pub allow: Vec<IpNet>,
+    pub tls: Option<TlsFiles>,
+    pub doh_path: String,
+}
+
+impl InboundEndpoint {
+    pub fn new(name: &str) -> Self {
+        InboundEndpoint {
+            name: name.to_string(),
+            protocols: ProtocolSet::EMPTY,
+            do53: Vec::new(),
+            doh: Vec::new(),
+            doh_fips: Vec::new(),
+            allow: Vec::new(),
+            tls: None,
+            doh_path: DEFAULT_DOH_PATH.to_string(),
+        }
+    }
+
+    /// Recomputes `protocols` from the listen addresses.
+    pub fn derive_protocols(&mut self) {
+        let mut set = ProtocolSet::EMPTY;
+        if !self.do53.is_empty() {
+            set.insert(Protocol::Do53);
+        }
+        if !self.doh.is_empty() {
+            set.insert(Protocol::DoH);
+        }
+        if !self.doh_fips.is_empty() {
+            set.insert(Protocol::DohFips);
+        }
+        self.protocols = set;
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct OutboundEndpoint {
+    pub name: String,
+    pub protocols: ProtocolSet,
+    pub ca_file: Option<PathBuf>,
+    pub client_cert: Option<TlsFiles>,
+}
+
+impl Config {
+    /// The rules to run with: the configured ones, plus the locally served zones if enabled.
+    pub fn rule_set(&self) -> Result<RuleSet, ConfigError> {
+        let set = if self.resolver.locally_served_zones {
+            RuleSet::with_locally_served_zones(self.rules.clone())
+        } else {
+            RuleSet::new(self.rules.clone())
+        };
+        set.map_err(|e| ConfigError::new("rule", e.to_string()))
+    }
+
+    /// The outbound endpoint named `name`.
+    pub fn outbound(&self, name: &str) -> Option<&OutboundEndpoint> {
+        self.outbound.iter().find(|o| o.name == name)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading and validation.
+
+/// Reads and validates a configuration file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: Some(path.to_path_buf()),
+        line: None,
+        key: String::new(),
+        message: format!("cannot read: {e}"),
+    })?;
+    let base = path.parent().map(Path::to_path_buf);
+    parse(&text, base.as_deref()).map_err(|mut e| {
+        e.file = Some(path.to_path_buf());
+        e
+    })
+}
+
+/// Parses and validates configuration text. Relative file paths in it are taken relative to
+/// `base` (the directory of the file) when given.
+pub fn parse(text: &str, base: Option<&Path>) -> Result<Config, ConfigError> {
+    let file: FileConfig = toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| line_of(text, s.start));
+        ConfigError::new("", e.message().trim_end().to_string()).at_line(line)
+    })?;
+    file.validate(text, base)
+}
+
+/// The 1-based line of byte offset `at` in `text`.
+pub fn line_of(text: &str, at: usize) -> usize {
+    text.get(..at.min(text.len()))
+        .map_or(1, |t| t.bytes().filter(|&b| b == b'\n').count() + 1)
+}
+
+struct Ctx<'a> {
+    text: &'a str,
+    base: Option<&'a Path>,
+}
+
+impl Ctx<'_> {
+    fn err(&self, key: impl Into<String>, span: Range<usize>, message: impl Into<String>) -> ConfigError {
+        ConfigError::new(key, message).at_line(Some(line_of(self.text, span.start)))
+    }
+
+    fn addr(&self, key: &str, s: &Spanned<String>) -> Result<SocketAddr, ConfigError> {
+        s.get_ref()
+            .parse::<SocketAddr>()
+            .map_err(|_| self.err(key, s.span(), format!("{:?} is not an address with a port (e.g. \"127.0.0.1:53\" or \"[::1]:53\")", s.get_ref())))
+    }
+
+    fn addrs(&self, key: &str, list: &[Spanned<String>]) -> Result<Vec<SocketAddr>, ConfigError> {
+        list.iter()
+            .enumerate()
+            .map(|(i, s)| self.addr(&format!("{key}[{i}]"), s))
+            .collect()
+    }
+
+    fn path(&self, s: &str) -> PathBuf {
+        let p = PathBuf::from(s);
+        match self.base {
+            Some(base) if p.is_relative() => base.join(p),
+            _ => p,
+        }
+    }
+
+    fn protocols(&self, key: &str, p: &Spanned<Vec<String>>) -> Result<ProtocolSet, ConfigError> {
+        let mut set = ProtocolSet::EMPTY;
+        for name in p.get_ref() {
+            let proto = name.parse::<Protocol>().map_err(|e| self.err(key, p.span(), e.to_string()))?;
+            set.insert(proto);
+        }
+        Ok(set)
+    }
+
+    fn ms(&self, key: &str, v: &Option<Spanned<u64>>, default: Duration, min: u64) -> Result<Duration, ConfigError> {
+        match v {
+            None => Ok(default),
+            Some(s) if *s.get_ref() < min => Err(self.err(key, s.span(), format!("must be at least {min}"))),
+            Some(s) => Ok(Duration::from_millis(*s.get_ref())),
+        }
+    }
+
+    fn target(&self, key: &str, t: &Spanned<TargetFile>) -> Result<TargetSpec, ConfigError> {
+        let err = |m: String| self.err(key, t.span(), m);
+        match t.get_ref() {
+            TargetFile::Short(s) => TargetSpec::parse(s).map_err(err),
+            TargetFile::Full(tt) => {
+                let protocol = match &tt.protocol {
+                    Some(p) => p.parse::<Protocol>().map_err(|e| err(e.to_string()))?,
+                    None if tt.address.starts_with("https://") => Protocol::DoH,
+                    None => Protocol::Do53,
+                };
+                let mut spec = if tt.address.starts_with("https://") {
+                    TargetSpec::parse(&tt.address).map_err(err)?
+                } else {
+                    let port = if protocol == Protocol::Do53 { 53 } else { 443 };
+                    TargetSpec::do53(parse_addr(&tt.address, port).map_err(|e| err(format!("address: {e}")))?)
+                };
+                spec.protocol = protocol;
+                if let Some(path) = &tt.path {
+                    if !path.starts_with('/') {
+                        return Err(err(format!("path {path:?} must start with '/'")));
+                    }
+                    spec.path = path.clone();
+                }
+                if let Some(name) = &tt.server_name {
+                    if wire::name_to_wire(name).is_err() || name.parse::<std::net::IpAddr>().is_ok() {
+                        return Err(err(format!("server_name {name:?} is not a host name")));
+                    }
+                    spec.server_name = Some(name.trim_end_matches('.').to_string());
+                }
+                spec.ca_file = tt.ca_file.as_deref().map(|p| self.path(p));
+                spec.method = match tt.method.as_deref().map(str::to_ascii_uppercase).as_deref() {
+                    None | Some("POST") => DohMethod::Post,
+                    Some("GET") => DohMethod::Get,
+                    Some(m) => return Err(err(format!("method {m:?} is not GET or POST"))),
+                };
+                if protocol == Protocol::Do53
+                    && (tt.server_name.is_some() || tt.path.is_some() || tt.ca_file.is_some() || tt.method.is_some())
+                {
+                    return Err(err("server_name, path, ca_file and method apply to DoH targets only".to_string()));
+                }
+                Ok(spec)
+            }
+        }
+    }
+}
+
+impl FileConfig {
+    /// Checks everything and produces the runtime configuration. `text` is the source the file
+    /// was parsed from, for line numbers.
+    pub fn validate(self, text: &str, base: Option<&Path>) -> Result<Config, ConfigError> {
+        let cx = Ctx { text, base };
+
+        let admin = match self.admin.as_ref().and_then(|a| a.listen.as_ref()) {
+            Some(s) => Some(cx.addr("admin.listen", s)?),
+            None => None,
+        };
+
+        let t = self.timeouts.unwrap_or_default();
+        let d = Timeouts::default();
+        let timeouts = Timeouts {
+            attempt: cx.ms("timeouts.attempt_ms", &t.attempt_ms, d.attempt, 10)?,
+            query: cx.ms("timeouts.query_ms", &t.query_ms, d.query, 10)?,
+            tcp_idle: cx.ms("timeouts.tcp_idle_ms", &t.tcp_idle_ms, d.tcp_idle, 100)?,
+            shutdown_grace: cx.ms("timeouts.shutdown_grace_ms", &t.shutdown_grace_ms, d.shutdown_grace, 0)?,
+        };
+        if let Some(q) = &t.query_ms {
+            if timeouts.query < timeouts.attempt {
+                return Err(cx.err("timeouts.query_ms", q.span(), "must not be shorter than timeouts.attempt_ms"));
+            }
+        }
+
+        let l = self.limits.unwrap_or_default();
+        let dl = Limits::default();
+        let count = |key: &str, v: &Option<Spanned<u64>>, default: usize| -> Result<usize, ConfigError> {
+            match v {
+                None => Ok(default),
+                Some(s) if *s.get_ref() == 0 => Err(cx.err(key, s.span(), "must be at least 1")),
+                Some(s) => Ok(*s.get_ref() as usize),
+            }
+        };
+        let limits = Limits {
+            tcp_connections: count("limits.tcp_connections", &l.tcp_connections, dl.tcp_connections)?,
+            tcp_queries_in_flight: count("limits.tcp_queries_in_flight", &l.tcp_queries_in_flight, dl.tcp_queries_in_flight)?,
+        };
+
+        let r = self.resolver.unwrap_or_default();
+        let resolver = match &r.targets {
+            Some(list) => ResolverConfig {
+                targets: list
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| cx.target(&format!("resolver.targets[{i}]"), t))
+                    .collect::<Result<_, _>>()?,
+                from_system: false,
+                locally_served_zones: r.locally_served_zones.unwrap_or(true),
+            },
+            None => ResolverConfig {
+                targets: Vec::new(),
+                from_system: true,
+                locally_served_zones: r.locally_served_zones.unwrap_or(true),
+            },
+        };
+
+        let mut names = HashSet::new();
+        let mut inbound = Vec::new();
+        for (i, ep) in self.inbound.iter().enumerate() {
+            let key = |k: &str| format!("inbound[{i}].{k}");
+            let f = ep.get_ref();
+            if f.name.get_ref().is_empty() {
+                return Err(cx.err(key("name"), f.name.span(), "must not be empty"));
+            }
+            if !names.insert(f.name.get_ref().clone()) {
+                return Err(cx.err(key("name"), f.name.span(), format!("another inbound endpoint is named {:?}", f.name.get_ref())));
+            }
+            let mut e = InboundEndpoint::new(f.name.get_ref());
+            e.do53 = cx.addrs(&key("listen"), &f.listen)?;
+            e.doh = cx.addrs(&key("listen_doh"), &f.listen_doh)?;
+            e.doh_fips = cx.addrs(&key("listen_doh_fips"), &f.listen_doh_fips)?;
+            e.derive_protocols();
+            if let Some(p) = &f.protocols {
+                let declared = cx.protocols(&key("protocols"), p)?;
+                if declared.is_empty() {
+                    return Err(cx.err(key("protocols"), p.span(), "must name at least one protocol"));
+                }
+                for proto in Protocol::ALL {
+                    let listen_key = match proto {
+                        Protocol::Do53 => "listen",
+                        Protocol::DoH => "listen_doh",
+                        Protocol::DohFips => "listen_doh_fips",
+                    };
+                    if declared.contains(proto) && !e.protocols.contains(proto) {
+                        return Err(cx.err(key("protocols"), p.span(), format!("includes {proto} but {} is empty", key(listen_key))));
+                    }
+                    if !declared.contains(proto) && e.protocols.contains(proto) {
+                        return Err(cx.err(key(listen_key), p.span(), format!("is set but protocols does not include {proto}")));
+                    }
+                }
+            }
+            if e.protocols.is_empty() {
+                return Err(cx.err(key("listen"), ep.span(), "the endpoint listens nowhere: set listen, listen_doh or listen_doh_fips"));
+            }
+            for (j, a) in f.allow.iter().enumerate() {
+                let net = a
+                    .get_ref()
+                    .parse::<IpNet>()
+                    .or_else(|_| a.get_ref().parse::<std::net::IpAddr>().map(IpNet::from))
+                    .map_err(|_| cx.err(key(&format!("allow[{j}]")), a.span(), format!("{:?} is not a CIDR such as \"10.0.0.0/8\"", a.get_ref())))?;
+                e.allow.push(net);
+            }
+            e.tls = match (&f.tls_cert, &f.tls_key) {
+                (Some(c), Some(k)) => Some(TlsFiles { cert: cx.path(c.get_ref()), key: cx.path(k.get_ref()) }),
+                (None, None) => None,
+                (Some(c), None) => return Err(cx.err(key("tls_key"), c.span(), "tls_cert is set but tls_key is not")),
+                (None, Some(k)) => return Err(cx.err(key("tls_cert"), k.span(), "tls_key is set but tls_cert is not")),
+            };
+            if let Some(p) = &f.doh_path {
+                if !p.get_ref().starts_with('/') {
+                    return Err(cx.err(key("doh_path"), p.span(), "must start with '/'"));
+                }
+                e.doh_path = p.get_ref().clone();
+            }
+            inbound.push(e);
+        }
+
+        let mut names = HashSet::new();
+        let mut outbound = Vec::new();
+        for (i, ep) in self.outbound.iter().enumerate() {
+            let key = |k: &str| format!("outbound[{i}].{k}");
+            let f = ep.get_ref();
+            if !names.insert(f.name.get_ref().clone()) {
+                return Err(cx.err(key("name"), f.name.span(), format!("another outbound endpoint is named {:?}", f.name.get_ref())));
+            }
+            let protocols = match &f.protocols {
+                Some(p) => cx.protocols(&key("protocols"), p)?,
+                None => [Protocol::Do53].into_iter().collect(),
+            };
+            let client_cert = match (&f.client_cert, &f.client_key) {
+                (Some(c), Some(k)) => Some(TlsFiles { cert: cx.path(c.get_ref()), key: cx.path(k.get_ref()) }),
+                (None, None) => None,
+                (Some(c), None) => return Err(cx.err(key("client_key"), c.span(), "client_cert is set but client_key is not")),
+                (None, Some(k)) => return Err(cx.err(key("client_cert"), k.span(), "client_key is set but client_cert is not")),
+            };
+            outbound.push(OutboundEndpoint {
+                name: f.name.get_ref().clone(),
+                protocols: if protocols.is_empty() { [Protocol::Do53].into_iter().collect() } else { protocols },
+                ca_file: f.ca_file.as_ref().map(|p| cx.path(p.get_ref())),
+                client_cert,
+            });
+        }
+
+        let mut rules = Vec::new();
+        let mut domains: HashSet<String> = HashSet::new();
+        let mut rule_names = HashSet::new();
+        for (i, rs) in self.rules.iter().enumerate() {
+            let key = |k: &str| format!("rule[{i}].{k}");
+            let f = rs.get_ref();
+            if !rule_names.insert(f.name.get_ref().clone()) {
+                return Err(cx.err(key("name"), f.name.span(), format!("another rule is named {:?}", f.name.get_ref())));
+            }
+            if wire::name_to_wire(f.domain.get_ref()).is_err() {
+                return Err(cx.err(key("domain"), f.domain.span(), format!("{:?} is not a domain name", f.domain.get_ref())));
+            }
+            let domain = canonical_domain(f.domain.get_ref());
+            if !domains.insert(domain.clone()) {
+                return Err(cx.err(key("domain"), f.domain.span(), format!("another rule is for {domain:?}")));
+            }
+            let kind = match f.kind.get_ref().to_ascii_lowercase().as_str() {
+                "forward" => RuleKind::Forward,
+                "system" => RuleKind::System,
+                other => return Err(cx.err(key("type"), f.kind.span(), format!("{other:?} is not forward or system"))),
+            };
+            let mut rule = ForwardingRule {
+                name: f.name.get_ref().clone(),
+                domain,
+                kind,
+                outbound: None,
+                targets: Vec::new(),
+            };
+            match kind {
+                RuleKind::Forward => {
+                    let Some(ob_name) = &f.outbound else {
+                        return Err(cx.err(key("outbound"), rs.span(), "a forward rule needs an outbound endpoint"));
+                    };
+                    let Some(ob) = outbound.iter().find(|o: &&OutboundEndpoint| &o.name == ob_name.get_ref()) else {
+                        return Err(cx.err(key("outbound"), ob_name.span(), format!("no outbound endpoint is named {:?}", ob_name.get_ref())));
+                    };
+                    if f.targets.is_empty() {
+                        return Err(cx.err(key("targets"), rs.span(), "a forward rule needs at least one target"));
+                    }
+                    if f.targets.len() > 16 {
+                        return Err(cx.err(key("targets"), f.targets[16].span(), "at most 16 targets per rule"));
+                    }
+                    for (j, t) in f.targets.iter().enumerate() {
+                        let tkey = key(&format!("targets[{j}]"));
+                        let mut spec = cx.target(&tkey, t)?;
+                        if !ob.protocols.contains(spec.protocol) {
+                            return Err(cx.err(tkey, t.span(), format!("protocol {} is not one of outbound endpoint {:?}'s protocols ({})", spec.protocol, ob.name, ob.protocols)));
+                        }
+                        if spec.ca_file.is_none() {
+                            spec.ca_file = ob.ca_file.clone();
+                        }
+                        rule.targets.push(spec);
+                    }
+                    rule.outbound = Some(ob.name.clone());
+                }
+                RuleKind::System | RuleKind::Local => {
+                    if !f.targets.is_empty() {
+                        return Err(cx.err(key("targets"), f.targets[0].span(), "a system rule has no targets (it uses the default resolver)"));
+                    }
+                }
+            }
+            rules.push(rule);
+        }
+
+        Ok(Config {
+            admin,
+            resolver,
+            timeouts,
+            limits,
+            inbound,
+            outbound,
+            rules,
+        })
+    }
+}
+
+/// The nameservers of a resolv.conf file as Do53 targets (scoped IPv6 addresses are skipped:
+/// a target is an address dohgate can reach by itself).
+pub fn resolv_conf_targets(text: &str) -> Vec<TargetSpec> {
+    text.lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            (words.next() == Some("nameserver")).then(|| words.next()).flatten()
+        })
+        .filter_map(|addr| addr.parse::<std::net::IpAddr>().ok())
+        .map(|ip| TargetSpec::do53(SocketAddr::new(ip, 53)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL: &str = r#"
+[admin]
+listen = "127.0.0.1:9153"
+
+[resolver]
+targets = ["127.0.0.1:5300"]
+
+[timeouts]
+attempt_ms = 800
+
+[[inbound]]
+name = "onprem"
+listen = ["127.0.0.1:5353", "[::1]:5353"]
+allow = ["10.0.0.0/8", "127.0.0.1"]
+
+[[outbound]]
+name = "to-dc"
+protocols = ["do53", "doh"]
+
+[[rule]]
+name = "corp"
+domain = "corp.test"
+type = "forward"
+outbound = "to-dc"
+targets = ["127.0.0.1:5301", { address = "127.0.0.1:9443", protocol = "doh", server_name = "dns.corp.test" }]
+
+[[rule]]
+name = "public"
+domain = "www.corp.test"
+type = "system"
+"#;
+
+    #[test]
+    fn parses_a_full_config() {
+        let c = parse(FULL, None).expect("valid");
+        assert_eq!(c.admin, Some("127.0.0.1:9153".parse().expect("addr")));
+        assert_eq!(c.timeouts.attempt, Duration::from_millis(800));
+        assert_eq!(c.inbound[0].do53.len(), 2);
+        assert!(c.inbound[0].protocols.contains(Protocol::Do53));
+        assert_eq!(c.rules.len(), 2);
+        assert_eq!(c.rules[0].targets[1].protocol, Protocol::DoH);
+        assert_eq!(c.rules[0].targets[1].server_name.as_deref(), Some("dns.corp.test"));
+        assert_eq!(c.rule_set().expect("rules").match_name("a.corp.test").map(|r| r.name.as_str()), Some("corp"));
+    }
+
+    fn error_of(text: &str) -> ConfigError {
+        parse(text, None).expect_err("must be rejected")
+    }
+
+    #[test]
+    fn unknown_keys_name_the_line() {
+        let e = error_of("[admin]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n");
+        assert_eq!(e.line, Some(3));
+        assert!(e.message.contains("lisen"), "{e}");
+    }
+
+    #[test]
+    fn bad_cidr_names_key_and_line() {
+        let e = error_of("[[inbound]]\nname = \"a\"\nlisten = [\"127.0.0.1:53\"]\nallow = [\"10.0.0.0/33\"]\n");
+        assert_eq!(e.key, "inbound[0].allow[0]");
+        assert_eq!(e.line, Some(4));
+    }
+
+    #[test]
+    fn rule_with_unknown_outbound_is_rejected() {
+        let e = error_of("[[rule]]\nname = \"r\"\ndomain = \"x.test\"\ntype = \"forward\"\noutbound = \"nope\"\ntargets = [\"127.0.0.1\"]\n");
+        assert_eq!(e.key, "rule[0].outbound");
+        assert_eq!(e.line, Some(5));
+        assert!(e.message.contains("nope"));
+    }
+
+    #[test]
+    fn target_protocol_must_be_allowed_by_outbound() {
+        let e = error_of("[[outbound]]\nname = \"o\"\n[[rule]]\nname = \"r\"\ndomain = \"x.test\"\ntype = \"forward\"\noutbound = \"o\"\ntargets = [\"https://127.0.0.1/dns-query\"]\n");
+        assert_eq!(e.key, "rule[0].targets[0]");
+        assert!(e.message.contains("doh"), "{e}");
+    }
+
+    #[test]
+    fn protocols_must_match_listen_lists() {
+        let e = error_of("[[inbound]]\nname = \"a\"\nprotocols = [\"do53\", \"doh\"]\nlisten = [\"127.0.0.1:53\"]\n");
+        assert!(e.message.contains("listen_doh"), "{e}");
+        let e = error_of("[[inbound]]\nname = \"a\"\nlisten = [\"localhost:53\"]\n");
+        assert_eq!(e.key, "inbound[0].listen[0]");
+    }
+
+    #[test]
+    fn reads_resolv_conf() {
+        let t = resolv_conf_targets("# c\nsearch x\nnameserver 192.0.2.53\nnameserver fe80::1%eth0\nnameserver ::1\n");
+        assert_eq!(t.len(), 2);
+        assert_eq!(t[1].addr, "[::1]:53".parse().expect("addr"));
+    }
+}
