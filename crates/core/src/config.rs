@@ -83,6 +83,9 @@ pub struct InboundFile {
     pub listen_doh: Vec<Spanned<String>>,
     #[serde(default)]
     pub listen_doh_fips: Vec<Spanned<String>>,
+    /// Cleartext DoH (h2c and HTTP/1.1) for a TLS-terminating proxy in front; off by default.
+    #[serde(default)]
+    pub listen_doh_plain: Vec<Spanned<String>>,
     /// Client networks allowed to query; empty or absent: everyone.
     #[serde(default)]
     pub allow: Vec<Spanned<String>>,
@@ -229,6 +232,8 @@ pub struct InboundEndpoint {
     pub do53: Vec<SocketAddr>,
     pub doh: Vec<SocketAddr>,
     pub doh_fips: Vec<SocketAddr>,
+    /// Cleartext DoH addresses (protocol DoH), for use behind a TLS-terminating proxy.
+    pub doh_plain: Vec<SocketAddr>,
     pub allow: Vec<IpNet>,
     pub tls: Option<TlsFiles>,
     pub doh_path: String,
@@ -242,6 +247,7 @@ impl InboundEndpoint {
             do53: Vec::new(),
             doh: Vec::new(),
             doh_fips: Vec::new(),
+            doh_plain: Vec::new(),
             allow: Vec::new(),
             tls: None,
             doh_path: DEFAULT_DOH_PATH.to_string(),
@@ -254,7 +260,7 @@ impl InboundEndpoint {
         if !self.do53.is_empty() {
             set.insert(Protocol::Do53);
         }
-        if !self.doh.is_empty() {
+        if !self.doh.is_empty() || !self.doh_plain.is_empty() {
             set.insert(Protocol::DoH);
         }
         if !self.doh_fips.is_empty() {
@@ -489,6 +495,7 @@ impl FileConfig {
             e.do53 = cx.addrs(&key("listen"), &f.listen)?;
             e.doh = cx.addrs(&key("listen_doh"), &f.listen_doh)?;
             e.doh_fips = cx.addrs(&key("listen_doh_fips"), &f.listen_doh_fips)?;
+            e.doh_plain = cx.addrs(&key("listen_doh_plain"), &f.listen_doh_plain)?;
             e.derive_protocols();
             if let Some(p) = &f.protocols {
                 let declared = cx.protocols(&key("protocols"), p)?;
@@ -510,7 +517,7 @@ impl FileConfig {
                 }
             }
             if e.protocols.is_empty() {
-                return Err(cx.err(key("listen"), ep.span(), "the endpoint listens nowhere: set listen, listen_doh or listen_doh_fips"));
+                return Err(cx.err(key("listen"), ep.span(), "the endpoint listens nowhere: set listen, listen_doh, listen_doh_plain or listen_doh_fips"));
             }
             for (j, a) in f.allow.iter().enumerate() {
                 let net = a
@@ -738,6 +745,14 @@ type = "system"
         assert!(e.message.contains("listen_doh"), "{e}");
         let e = error_of("[[inbound]]\nname = \"a\"\nlisten = [\"localhost:53\"]\n");
         assert_eq!(e.key, "inbound[0].listen[0]");
+    }
+
+    #[test]
+    fn cleartext_doh_is_protocol_doh() {
+        let c = parse("[[inbound]]\nname = \"p\"\nprotocols = [\"doh\"]\nlisten_doh_plain = [\"127.0.0.1:8080\"]\n", None).expect("valid");
+        assert_eq!(c.inbound[0].doh_plain, vec!["127.0.0.1:8080".parse::<SocketAddr>().expect("addr")]);
+        assert!(c.inbound[0].protocols.contains(Protocol::DoH));
+        assert!(c.inbound[0].doh.is_empty());
     }
 
     #[test]
