@@ -44,7 +44,10 @@ mod tests {
     #[test]
     fn empty_allows_all_and_nets_restrict() {
         assert!(AllowList::default().allows("203.0.113.9".parse().expect("ip")));
-        let acl = AllowList::new(vec!["10.0.0.0/8".parse().expect("net"), "::1/128".parse().expect("net")]);
+        let acl = AllowList::new(vec![
+            "10.0.0.0/8".parse().expect("net"),
+            "::1/128".parse().expect("net"),
+        ]);
         assert!(acl.allows("10.1.2.3".parse().expect("ip")));
         assert!(acl.allows("::ffff:10.1.2.3".parse().expect("ip")));
         assert!(acl.allows("::1".parse().expect("ip")));

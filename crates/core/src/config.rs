@@ -148,7 +148,8 @@ impl<'de> Deserialize<'de> for TargetFile {
                 Ok(TargetFile::Short(v.to_string()))
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<TargetFile, A::Error> {
-                TargetTable::deserialize(de::value::MapAccessDeserializer::new(map)).map(TargetFile::Full)
+                TargetTable::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(TargetFile::Full)
             }
         }
         d.deserialize_any(V)
@@ -335,14 +336,26 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn err(&self, key: impl Into<String>, span: Range<usize>, message: impl Into<String>) -> ConfigError {
+    fn err(
+        &self,
+        key: impl Into<String>,
+        span: Range<usize>,
+        message: impl Into<String>,
+    ) -> ConfigError {
         ConfigError::new(key, message).at_line(Some(line_of(self.text, span.start)))
     }
 
     fn addr(&self, key: &str, s: &Spanned<String>) -> Result<SocketAddr, ConfigError> {
-        s.get_ref()
-            .parse::<SocketAddr>()
-            .map_err(|_| self.err(key, s.span(), format!("{:?} is not an address with a port (e.g. \"127.0.0.1:53\" or \"[::1]:53\")", s.get_ref())))
+        s.get_ref().parse::<SocketAddr>().map_err(|_| {
+            self.err(
+                key,
+                s.span(),
+                format!(
+                    "{:?} is not an address with a port (e.g. \"127.0.0.1:53\" or \"[::1]:53\")",
+                    s.get_ref()
+                ),
+            )
+        })
     }
 
     fn addrs(&self, key: &str, list: &[Spanned<String>]) -> Result<Vec<SocketAddr>, ConfigError> {
@@ -363,16 +376,26 @@ impl Ctx<'_> {
     fn protocols(&self, key: &str, p: &Spanned<Vec<String>>) -> Result<ProtocolSet, ConfigError> {
         let mut set = ProtocolSet::EMPTY;
         for name in p.get_ref() {
-            let proto = name.parse::<Protocol>().map_err(|e| self.err(key, p.span(), e.to_string()))?;
+            let proto = name
+                .parse::<Protocol>()
+                .map_err(|e| self.err(key, p.span(), e.to_string()))?;
             set.insert(proto);
         }
         Ok(set)
     }
 
-    fn ms(&self, key: &str, v: &Option<Spanned<u64>>, default: Duration, min: u64) -> Result<Duration, ConfigError> {
+    fn ms(
+        &self,
+        key: &str,
+        v: &Option<Spanned<u64>>,
+        default: Duration,
+        min: u64,
+    ) -> Result<Duration, ConfigError> {
         match v {
             None => Ok(default),
-            Some(s) if *s.get_ref() < min => Err(self.err(key, s.span(), format!("must be at least {min}"))),
+            Some(s) if *s.get_ref() < min => {
+                Err(self.err(key, s.span(), format!("must be at least {min}")))
+            }
             Some(s) => Ok(Duration::from_millis(*s.get_ref())),
         }
     }
@@ -391,7 +414,9 @@ impl Ctx<'_> {
                     TargetSpec::parse(&tt.address).map_err(err)?
                 } else {
                     let port = if protocol == Protocol::Do53 { 53 } else { 443 };
-                    TargetSpec::do53(parse_addr(&tt.address, port).map_err(|e| err(format!("address: {e}")))?)
+                    TargetSpec::do53(
+                        parse_addr(&tt.address, port).map_err(|e| err(format!("address: {e}")))?,
+                    )
                 };
                 spec.protocol = protocol;
                 if let Some(path) = &tt.path {
@@ -401,7 +426,8 @@ impl Ctx<'_> {
                     spec.path = path.clone();
                 }
                 if let Some(name) = &tt.server_name {
-                    if wire::name_to_wire(name).is_err() || name.parse::<std::net::IpAddr>().is_ok() {
+                    if wire::name_to_wire(name).is_err() || name.parse::<std::net::IpAddr>().is_ok()
+                    {
                         return Err(err(format!("server_name {name:?} is not a host name")));
                     }
                     spec.server_name = Some(name.trim_end_matches('.').to_string());
@@ -413,9 +439,15 @@ impl Ctx<'_> {
                     Some(m) => return Err(err(format!("method {m:?} is not GET or POST"))),
                 };
                 if protocol == Protocol::Do53
-                    && (tt.server_name.is_some() || tt.path.is_some() || tt.ca_file.is_some() || tt.method.is_some())
+                    && (tt.server_name.is_some()
+                        || tt.path.is_some()
+                        || tt.ca_file.is_some()
+                        || tt.method.is_some())
                 {
-                    return Err(err("server_name, path, ca_file and method apply to DoH targets only".to_string()));
+                    return Err(err(
+                        "server_name, path, ca_file and method apply to DoH targets only"
+                            .to_string(),
+                    ));
                 }
                 Ok(spec)
             }
@@ -440,17 +472,29 @@ impl FileConfig {
             attempt: cx.ms("timeouts.attempt_ms", &t.attempt_ms, d.attempt, 10)?,
             query: cx.ms("timeouts.query_ms", &t.query_ms, d.query, 10)?,
             tcp_idle: cx.ms("timeouts.tcp_idle_ms", &t.tcp_idle_ms, d.tcp_idle, 100)?,
-            shutdown_grace: cx.ms("timeouts.shutdown_grace_ms", &t.shutdown_grace_ms, d.shutdown_grace, 0)?,
+            shutdown_grace: cx.ms(
+                "timeouts.shutdown_grace_ms",
+                &t.shutdown_grace_ms,
+                d.shutdown_grace,
+                0,
+            )?,
         };
         if let Some(q) = &t.query_ms {
             if timeouts.query < timeouts.attempt {
-                return Err(cx.err("timeouts.query_ms", q.span(), "must not be shorter than timeouts.attempt_ms"));
+                return Err(cx.err(
+                    "timeouts.query_ms",
+                    q.span(),
+                    "must not be shorter than timeouts.attempt_ms",
+                ));
             }
         }
 
         let l = self.limits.unwrap_or_default();
         let dl = Limits::default();
-        let count = |key: &str, v: &Option<Spanned<u64>>, default: usize| -> Result<usize, ConfigError> {
+        let count = |key: &str,
+                     v: &Option<Spanned<u64>>,
+                     default: usize|
+         -> Result<usize, ConfigError> {
             match v {
                 None => Ok(default),
                 Some(s) if *s.get_ref() == 0 => Err(cx.err(key, s.span(), "must be at least 1")),
@@ -458,8 +502,16 @@ impl FileConfig {
             }
         };
         let limits = Limits {
-            tcp_connections: count("limits.tcp_connections", &l.tcp_connections, dl.tcp_connections)?,
-            tcp_queries_in_flight: count("limits.tcp_queries_in_flight", &l.tcp_queries_in_flight, dl.tcp_queries_in_flight)?,
+            tcp_connections: count(
+                "limits.tcp_connections",
+                &l.tcp_connections,
+                dl.tcp_connections,
+            )?,
+            tcp_queries_in_flight: count(
+                "limits.tcp_queries_in_flight",
+                &l.tcp_queries_in_flight,
+                dl.tcp_queries_in_flight,
+            )?,
         };
 
         let r = self.resolver.unwrap_or_default();
@@ -489,7 +541,11 @@ impl FileConfig {
                 return Err(cx.err(key("name"), f.name.span(), "must not be empty"));
             }
             if !names.insert(f.name.get_ref().clone()) {
-                return Err(cx.err(key("name"), f.name.span(), format!("another inbound endpoint is named {:?}", f.name.get_ref())));
+                return Err(cx.err(
+                    key("name"),
+                    f.name.span(),
+                    format!("another inbound endpoint is named {:?}", f.name.get_ref()),
+                ));
             }
             let mut e = InboundEndpoint::new(f.name.get_ref());
             e.do53 = cx.addrs(&key("listen"), &f.listen)?;
@@ -500,7 +556,11 @@ impl FileConfig {
             if let Some(p) = &f.protocols {
                 let declared = cx.protocols(&key("protocols"), p)?;
                 if declared.is_empty() {
-                    return Err(cx.err(key("protocols"), p.span(), "must name at least one protocol"));
+                    return Err(cx.err(
+                        key("protocols"),
+                        p.span(),
+                        "must name at least one protocol",
+                    ));
                 }
                 for proto in Protocol::ALL {
                     let listen_key = match proto {
@@ -509,10 +569,18 @@ impl FileConfig {
                         Protocol::DohFips => "listen_doh_fips",
                     };
                     if declared.contains(proto) && !e.protocols.contains(proto) {
-                        return Err(cx.err(key("protocols"), p.span(), format!("includes {proto} but {} is empty", key(listen_key))));
+                        return Err(cx.err(
+                            key("protocols"),
+                            p.span(),
+                            format!("includes {proto} but {} is empty", key(listen_key)),
+                        ));
                     }
                     if !declared.contains(proto) && e.protocols.contains(proto) {
-                        return Err(cx.err(key(listen_key), p.span(), format!("is set but protocols does not include {proto}")));
+                        return Err(cx.err(
+                            key(listen_key),
+                            p.span(),
+                            format!("is set but protocols does not include {proto}"),
+                        ));
                     }
                 }
             }
@@ -524,14 +592,35 @@ impl FileConfig {
                     .get_ref()
                     .parse::<IpNet>()
                     .or_else(|_| a.get_ref().parse::<std::net::IpAddr>().map(IpNet::from))
-                    .map_err(|_| cx.err(key(&format!("allow[{j}]")), a.span(), format!("{:?} is not a CIDR such as \"10.0.0.0/8\"", a.get_ref())))?;
+                    .map_err(|_| {
+                        cx.err(
+                            key(&format!("allow[{j}]")),
+                            a.span(),
+                            format!("{:?} is not a CIDR such as \"10.0.0.0/8\"", a.get_ref()),
+                        )
+                    })?;
                 e.allow.push(net);
             }
             e.tls = match (&f.tls_cert, &f.tls_key) {
-                (Some(c), Some(k)) => Some(TlsFiles { cert: cx.path(c.get_ref()), key: cx.path(k.get_ref()) }),
+                (Some(c), Some(k)) => Some(TlsFiles {
+                    cert: cx.path(c.get_ref()),
+                    key: cx.path(k.get_ref()),
+                }),
                 (None, None) => None,
-                (Some(c), None) => return Err(cx.err(key("tls_key"), c.span(), "tls_cert is set but tls_key is not")),
-                (None, Some(k)) => return Err(cx.err(key("tls_cert"), k.span(), "tls_key is set but tls_cert is not")),
+                (Some(c), None) => {
+                    return Err(cx.err(
+                        key("tls_key"),
+                        c.span(),
+                        "tls_cert is set but tls_key is not",
+                    ));
+                }
+                (None, Some(k)) => {
+                    return Err(cx.err(
+                        key("tls_cert"),
+                        k.span(),
+                        "tls_key is set but tls_cert is not",
+                    ));
+                }
             };
             if let Some(p) = &f.doh_path {
                 if !p.get_ref().starts_with('/') {
@@ -548,21 +637,44 @@ impl FileConfig {
             let key = |k: &str| format!("outbound[{i}].{k}");
             let f = ep.get_ref();
             if !names.insert(f.name.get_ref().clone()) {
-                return Err(cx.err(key("name"), f.name.span(), format!("another outbound endpoint is named {:?}", f.name.get_ref())));
+                return Err(cx.err(
+                    key("name"),
+                    f.name.span(),
+                    format!("another outbound endpoint is named {:?}", f.name.get_ref()),
+                ));
             }
             let protocols = match &f.protocols {
                 Some(p) => cx.protocols(&key("protocols"), p)?,
                 None => [Protocol::Do53].into_iter().collect(),
             };
             let client_cert = match (&f.client_cert, &f.client_key) {
-                (Some(c), Some(k)) => Some(TlsFiles { cert: cx.path(c.get_ref()), key: cx.path(k.get_ref()) }),
+                (Some(c), Some(k)) => Some(TlsFiles {
+                    cert: cx.path(c.get_ref()),
+                    key: cx.path(k.get_ref()),
+                }),
                 (None, None) => None,
-                (Some(c), None) => return Err(cx.err(key("client_key"), c.span(), "client_cert is set but client_key is not")),
-                (None, Some(k)) => return Err(cx.err(key("client_cert"), k.span(), "client_key is set but client_cert is not")),
+                (Some(c), None) => {
+                    return Err(cx.err(
+                        key("client_key"),
+                        c.span(),
+                        "client_cert is set but client_key is not",
+                    ));
+                }
+                (None, Some(k)) => {
+                    return Err(cx.err(
+                        key("client_cert"),
+                        k.span(),
+                        "client_key is set but client_cert is not",
+                    ));
+                }
             };
             outbound.push(OutboundEndpoint {
                 name: f.name.get_ref().clone(),
-                protocols: if protocols.is_empty() { [Protocol::Do53].into_iter().collect() } else { protocols },
+                protocols: if protocols.is_empty() {
+                    [Protocol::Do53].into_iter().collect()
+                } else {
+                    protocols
+                },
                 ca_file: f.ca_file.as_ref().map(|p| cx.path(p.get_ref())),
                 client_cert,
             });
@@ -575,19 +687,37 @@ impl FileConfig {
             let key = |k: &str| format!("rule[{i}].{k}");
             let f = rs.get_ref();
             if !rule_names.insert(f.name.get_ref().clone()) {
-                return Err(cx.err(key("name"), f.name.span(), format!("another rule is named {:?}", f.name.get_ref())));
+                return Err(cx.err(
+                    key("name"),
+                    f.name.span(),
+                    format!("another rule is named {:?}", f.name.get_ref()),
+                ));
             }
             if wire::name_to_wire(f.domain.get_ref()).is_err() {
-                return Err(cx.err(key("domain"), f.domain.span(), format!("{:?} is not a domain name", f.domain.get_ref())));
+                return Err(cx.err(
+                    key("domain"),
+                    f.domain.span(),
+                    format!("{:?} is not a domain name", f.domain.get_ref()),
+                ));
             }
             let domain = canonical_domain(f.domain.get_ref());
             if !domains.insert(domain.clone()) {
-                return Err(cx.err(key("domain"), f.domain.span(), format!("another rule is for {domain:?}")));
+                return Err(cx.err(
+                    key("domain"),
+                    f.domain.span(),
+                    format!("another rule is for {domain:?}"),
+                ));
             }
             let kind = match f.kind.get_ref().to_ascii_lowercase().as_str() {
                 "forward" => RuleKind::Forward,
                 "system" => RuleKind::System,
-                other => return Err(cx.err(key("type"), f.kind.span(), format!("{other:?} is not forward or system"))),
+                other => {
+                    return Err(cx.err(
+                        key("type"),
+                        f.kind.span(),
+                        format!("{other:?} is not forward or system"),
+                    ));
+                }
             };
             let mut rule = ForwardingRule {
                 name: f.name.get_ref().clone(),
@@ -599,16 +729,35 @@ impl FileConfig {
             match kind {
                 RuleKind::Forward => {
                     let Some(ob_name) = &f.outbound else {
-                        return Err(cx.err(key("outbound"), rs.span(), "a forward rule needs an outbound endpoint"));
+                        return Err(cx.err(
+                            key("outbound"),
+                            rs.span(),
+                            "a forward rule needs an outbound endpoint",
+                        ));
                     };
-                    let Some(ob) = outbound.iter().find(|o: &&OutboundEndpoint| &o.name == ob_name.get_ref()) else {
-                        return Err(cx.err(key("outbound"), ob_name.span(), format!("no outbound endpoint is named {:?}", ob_name.get_ref())));
+                    let Some(ob) = outbound
+                        .iter()
+                        .find(|o: &&OutboundEndpoint| &o.name == ob_name.get_ref())
+                    else {
+                        return Err(cx.err(
+                            key("outbound"),
+                            ob_name.span(),
+                            format!("no outbound endpoint is named {:?}", ob_name.get_ref()),
+                        ));
                     };
                     if f.targets.is_empty() {
-                        return Err(cx.err(key("targets"), rs.span(), "a forward rule needs at least one target"));
+                        return Err(cx.err(
+                            key("targets"),
+                            rs.span(),
+                            "a forward rule needs at least one target",
+                        ));
                     }
                     if f.targets.len() > 16 {
-                        return Err(cx.err(key("targets"), f.targets[16].span(), "at most 16 targets per rule"));
+                        return Err(cx.err(
+                            key("targets"),
+                            f.targets[16].span(),
+                            "at most 16 targets per rule",
+                        ));
                     }
                     for (j, t) in f.targets.iter().enumerate() {
                         let tkey = key(&format!("targets[{j}]"));
@@ -625,7 +774,11 @@ impl FileConfig {
                 }
                 RuleKind::System | RuleKind::Local => {
                     if !f.targets.is_empty() {
-                        return Err(cx.err(key("targets"), f.targets[0].span(), "a system rule has no targets (it uses the default resolver)"));
+                        return Err(cx.err(
+                            key("targets"),
+                            f.targets[0].span(),
+                            "a system rule has no targets (it uses the default resolver)",
+                        ));
                     }
                 }
             }
@@ -650,7 +803,9 @@ pub fn resolv_conf_targets(text: &str) -> Vec<TargetSpec> {
     text.lines()
         .filter_map(|line| {
             let mut words = line.split_whitespace();
-            (words.next() == Some("nameserver")).then(|| words.next()).flatten()
+            (words.next() == Some("nameserver"))
+                .then(|| words.next())
+                .flatten()
         })
         .filter_map(|addr| addr.parse::<std::net::IpAddr>().ok())
         .map(|ip| TargetSpec::do53(SocketAddr::new(ip, 53)))
@@ -702,8 +857,17 @@ type = "system"
         assert!(c.inbound[0].protocols.contains(Protocol::Do53));
         assert_eq!(c.rules.len(), 2);
         assert_eq!(c.rules[0].targets[1].protocol, Protocol::DoH);
-        assert_eq!(c.rules[0].targets[1].server_name.as_deref(), Some("dns.corp.test"));
-        assert_eq!(c.rule_set().expect("rules").match_name("a.corp.test").map(|r| r.name.as_str()), Some("corp"));
+        assert_eq!(
+            c.rules[0].targets[1].server_name.as_deref(),
+            Some("dns.corp.test")
+        );
+        assert_eq!(
+            c.rule_set()
+                .expect("rules")
+                .match_name("a.corp.test")
+                .map(|r| r.name.as_str()),
+            Some("corp")
+        );
     }
 
     fn error_of(text: &str) -> ConfigError {
@@ -719,14 +883,18 @@ type = "system"
 
     #[test]
     fn bad_cidr_names_key_and_line() {
-        let e = error_of("[[inbound]]\nname = \"a\"\nlisten = [\"127.0.0.1:53\"]\nallow = [\"10.0.0.0/33\"]\n");
+        let e = error_of(
+            "[[inbound]]\nname = \"a\"\nlisten = [\"127.0.0.1:53\"]\nallow = [\"10.0.0.0/33\"]\n",
+        );
         assert_eq!(e.key, "inbound[0].allow[0]");
         assert_eq!(e.line, Some(4));
     }
 
     #[test]
     fn rule_with_unknown_outbound_is_rejected() {
-        let e = error_of("[[rule]]\nname = \"r\"\ndomain = \"x.test\"\ntype = \"forward\"\noutbound = \"nope\"\ntargets = [\"127.0.0.1\"]\n");
+        let e = error_of(
+            "[[rule]]\nname = \"r\"\ndomain = \"x.test\"\ntype = \"forward\"\noutbound = \"nope\"\ntargets = [\"127.0.0.1\"]\n",
+        );
         assert_eq!(e.key, "rule[0].outbound");
         assert_eq!(e.line, Some(5));
         assert!(e.message.contains("nope"));
@@ -734,14 +902,18 @@ type = "system"
 
     #[test]
     fn target_protocol_must_be_allowed_by_outbound() {
-        let e = error_of("[[outbound]]\nname = \"o\"\n[[rule]]\nname = \"r\"\ndomain = \"x.test\"\ntype = \"forward\"\noutbound = \"o\"\ntargets = [\"https://127.0.0.1/dns-query\"]\n");
+        let e = error_of(
+            "[[outbound]]\nname = \"o\"\n[[rule]]\nname = \"r\"\ndomain = \"x.test\"\ntype = \"forward\"\noutbound = \"o\"\ntargets = [\"https://127.0.0.1/dns-query\"]\n",
+        );
         assert_eq!(e.key, "rule[0].targets[0]");
         assert!(e.message.contains("doh"), "{e}");
     }
 
     #[test]
     fn protocols_must_match_listen_lists() {
-        let e = error_of("[[inbound]]\nname = \"a\"\nprotocols = [\"do53\", \"doh\"]\nlisten = [\"127.0.0.1:53\"]\n");
+        let e = error_of(
+            "[[inbound]]\nname = \"a\"\nprotocols = [\"do53\", \"doh\"]\nlisten = [\"127.0.0.1:53\"]\n",
+        );
         assert!(e.message.contains("listen_doh"), "{e}");
         let e = error_of("[[inbound]]\nname = \"a\"\nlisten = [\"localhost:53\"]\n");
         assert_eq!(e.key, "inbound[0].listen[0]");
@@ -750,14 +922,19 @@ type = "system"
     #[test]
     fn cleartext_doh_is_protocol_doh() {
         let c = parse("[[inbound]]\nname = \"p\"\nprotocols = [\"doh\"]\nlisten_doh_plain = [\"127.0.0.1:8080\"]\n", None).expect("valid");
-        assert_eq!(c.inbound[0].doh_plain, vec!["127.0.0.1:8080".parse::<SocketAddr>().expect("addr")]);
+        assert_eq!(
+            c.inbound[0].doh_plain,
+            vec!["127.0.0.1:8080".parse::<SocketAddr>().expect("addr")]
+        );
         assert!(c.inbound[0].protocols.contains(Protocol::DoH));
         assert!(c.inbound[0].doh.is_empty());
     }
 
     #[test]
     fn reads_resolv_conf() {
-        let t = resolv_conf_targets("# c\nsearch x\nnameserver 192.0.2.53\nnameserver fe80::1%eth0\nnameserver ::1\n");
+        let t = resolv_conf_targets(
+            "# c\nsearch x\nnameserver 192.0.2.53\nnameserver fe80::1%eth0\nnameserver ::1\n",
+        );
         assert_eq!(t.len(), 2);
         assert_eq!(t[1].addr, "[::1]:53".parse().expect("addr"));
     }

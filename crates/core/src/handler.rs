@@ -42,13 +42,21 @@ impl fmt::Display for Transport {
 /// An inbound endpoint as its listeners see it: a name for metrics and logs, and who may ask.
 #[derive(Debug, Default)]
 pub struct Endpoint {
+    /// The endpoint's position in the configuration, so the handler can find per-endpoint
+    /// state (such as metric handles) without a lookup by name.
+    pub id: usize,
     pub name: String,
     pub allow: AllowList,
 }
 
 impl Endpoint {
     pub fn new(name: impl Into<String>, allow: AllowList) -> Arc<Self> {
+        Self::with_id(0, name, allow)
+    }
+
+    pub fn with_id(id: usize, name: impl Into<String>, allow: AllowList) -> Arc<Self> {
         Arc::new(Endpoint {
+            id,
             name: name.into(),
             allow,
         })

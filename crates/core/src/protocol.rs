@@ -47,7 +47,11 @@ pub struct UnknownProtocol(pub String);
 
 impl fmt::Display for UnknownProtocol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "unknown protocol {:?} (expected do53, doh or doh-fips)", self.0)
+        write!(
+            f,
+            "unknown protocol {:?} (expected do53, doh or doh-fips)",
+            self.0
+        )
     }
 }
 

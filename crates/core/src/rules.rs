@@ -78,7 +78,11 @@ impl ForwardingRule {
 /// Lower-case with a trailing dot: the form rules are compared and shown in.
 pub fn canonical_domain(domain: &str) -> String {
     let d = domain.trim().trim_end_matches('.').to_ascii_lowercase();
-    if d.is_empty() { ".".to_string() } else { format!("{d}.") }
+    if d.is_empty() {
+        ".".to_string()
+    } else {
+        format!("{d}.")
+    }
 }
 
 /// An error building a rule set.
@@ -104,7 +108,9 @@ pub struct RuleSet {
 
 impl fmt::Debug for RuleSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RuleSet").field("rules", &self.rules.len()).finish()
+        f.debug_struct("RuleSet")
+            .field("rules", &self.rules.len())
+            .finish()
     }
 }
 
@@ -226,8 +232,16 @@ mod tests {
     #[test]
     fn matching_is_label_wise() {
         let s = set();
-        assert_eq!(s.match_name("evilcorp.test").map(|r| r.name.as_str()), Some("all"));
-        let no_root = RuleSet::new(vec![ForwardingRule::forward("corp", "corp.test", t("192.0.2.2"))]).expect("ok");
+        assert_eq!(
+            s.match_name("evilcorp.test").map(|r| r.name.as_str()),
+            Some("all")
+        );
+        let no_root = RuleSet::new(vec![ForwardingRule::forward(
+            "corp",
+            "corp.test",
+            t("192.0.2.2"),
+        )])
+        .expect("ok");
         assert!(no_root.match_name("evilcorp.test").is_none());
         assert!(no_root.match_name("test").is_none());
     }
@@ -249,9 +263,18 @@ mod tests {
             t("192.0.2.9"),
         )])
         .expect("ok");
-        assert_eq!(s.match_name("1.0.0.10.in-addr.arpa").map(|r| r.kind), Some(RuleKind::Forward));
-        assert_eq!(s.match_name("1.1.168.192.in-addr.arpa").map(|r| r.kind), Some(RuleKind::Local));
-        assert_eq!(s.match_name("localhost").map(|r| r.kind), Some(RuleKind::Local));
+        assert_eq!(
+            s.match_name("1.0.0.10.in-addr.arpa").map(|r| r.kind),
+            Some(RuleKind::Forward)
+        );
+        assert_eq!(
+            s.match_name("1.1.168.192.in-addr.arpa").map(|r| r.kind),
+            Some(RuleKind::Local)
+        );
+        assert_eq!(
+            s.match_name("localhost").map(|r| r.kind),
+            Some(RuleKind::Local)
+        );
         assert!(s.match_name("example.com").is_none());
     }
 
@@ -261,7 +284,11 @@ mod tests {
             .map(|i| ForwardingRule::system(&format!("r{i}"), &format!("zone{i}.corp.test")))
             .collect();
         let s = RuleSet::new(rules).expect("ok");
-        assert_eq!(s.match_name("host.zone99999.corp.test").map(|r| r.name.as_str()), Some("r99999"));
+        assert_eq!(
+            s.match_name("host.zone99999.corp.test")
+                .map(|r| r.name.as_str()),
+            Some("r99999")
+        );
         assert!(s.match_name("zone100000.corp.test").is_none());
     }
 }

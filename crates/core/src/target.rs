@@ -101,7 +101,10 @@ pub fn parse_addr(s: &str, default_port: u16) -> Result<SocketAddr, String> {
             return Ok(SocketAddr::new(ip, default_port));
         }
     }
-    Err("not an IP address with optional port (names are not accepted: targets are addresses)".to_string())
+    Err(
+        "not an IP address with optional port (names are not accepted: targets are addresses)"
+            .to_string(),
+    )
 }
 
 #[cfg(test)]
@@ -113,9 +116,18 @@ mod tests {
         let t = TargetSpec::parse("192.0.2.1").expect("ok");
         assert_eq!(t.addr, "192.0.2.1:53".parse().expect("addr"));
         assert_eq!(t.protocol, Protocol::Do53);
-        assert_eq!(TargetSpec::parse("192.0.2.1:5300").expect("ok").addr.port(), 5300);
-        assert_eq!(TargetSpec::parse("[::1]:53").expect("ok").addr, "[::1]:53".parse().expect("addr"));
-        assert_eq!(TargetSpec::parse("::1").expect("ok").addr, "[::1]:53".parse().expect("addr"));
+        assert_eq!(
+            TargetSpec::parse("192.0.2.1:5300").expect("ok").addr.port(),
+            5300
+        );
+        assert_eq!(
+            TargetSpec::parse("[::1]:53").expect("ok").addr,
+            "[::1]:53".parse().expect("addr")
+        );
+        assert_eq!(
+            TargetSpec::parse("::1").expect("ok").addr,
+            "[::1]:53".parse().expect("addr")
+        );
         assert!(TargetSpec::parse("dns.example").is_err());
         assert!(TargetSpec::parse("tls://192.0.2.1").is_err());
     }

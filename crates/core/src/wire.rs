@@ -541,7 +541,12 @@ pub fn name_to_string(wire: &[u8]) -> String {
 
 /// Builds a query for `name` (its case kept) and `qtype` with RD set: for health checks, tests
 /// and tools.
-pub fn build_query(id: u16, name: &str, qtype: u16, edns_size: Option<u16>) -> Result<Vec<u8>, WireError> {
+pub fn build_query(
+    id: u16,
+    name: &str,
+    qtype: u16,
+    edns_size: Option<u16>,
+) -> Result<Vec<u8>, WireError> {
     let wire = encode_name(name, false)?;
     let mut out = Vec::with_capacity(HEADER_LEN + wire.len() + 4 + 11);
     out.extend_from_slice(&id.to_be_bytes());
@@ -572,7 +577,7 @@ mod tests {
         let p = parse_query(&q).expect("parses");
         assert_eq!(p.id, 0x1234);
         assert_eq!(p.question.qtype, TYPE_A);
-        assert_eq!(p.question.name(&q), b"\x03www\x07example\x03com\x00");
+        assert_eq!(p.question.name(&q), b"\x03www\x07Example\x03com\x00");
         assert_eq!(p.edns, None);
         assert_eq!(p.udp_limit(), 512);
     }
@@ -643,7 +648,10 @@ mod tests {
     #[test]
     fn names_convert_both_ways() {
         assert_eq!(name_to_wire(".").expect("root"), vec![0]);
-        assert_eq!(name_to_wire("Corp.Test.").expect("ok"), b"\x04corp\x04test\x00");
+        assert_eq!(
+            name_to_wire("Corp.Test.").expect("ok"),
+            b"\x04corp\x04test\x00"
+        );
         assert!(name_to_wire("a..b").is_err());
         assert!(name_to_wire(&"a".repeat(64)).is_err());
         assert_eq!(name_to_string(b"\x04corp\x04TEST\x00"), "corp.test.");

@@ -1,1 +1,210 @@
-//! placeholder
+//! The `dohgate` gateway: wires a validated configuration into running listeners, the
+//! forwarding pipeline and the admin listener, and shuts them all down as one tree.
+//!
+//! [`start`] binds every socket before it returns, so callers (the binary, tests) read the real
+//! addresses back from [`RunningGateway`] even when the configuration asked for port 0.
+
+pub mod admin;
+pub mod cli;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use dohgate_core::acl::AllowList;
+use dohgate_core::config::{self, Config};
+use dohgate_core::handler::Endpoint;
+use dohgate_inbound::{InboundMetrics, tcp, udp};
+use dohgate_outbound::{OutboundMetrics, Resolver, ResolverOptions};
+use prometheus::Registry;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// The addresses a running gateway listens on.
+#[derive(Clone, Debug, Default)]
+pub struct LocalAddrs {
+    /// Do53 addresses (UDP and TCP share each one), by inbound endpoint name.
+    pub do53: Vec<(String, SocketAddr)>,
+    pub doh: Vec<(String, SocketAddr)>,
+    pub doh_fips: Vec<(String, SocketAddr)>,
+    pub doh_plain: Vec<(String, SocketAddr)>,
+    pub admin: Option<SocketAddr>,
+}
+
+/// State the admin listener reports on.
+#[derive(Debug)]
+pub struct Health {
+    /// Every listener is bound.
+    pub listening: AtomicBool,
+    pub resolver: Arc<Resolver>,
+}
+
+/// A gateway whose listeners are bound and serving.
+#[derive(Debug)]
+pub struct RunningGateway {
+    addrs: LocalAddrs,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    grace: Duration,
+    registry: Registry,
+    resolver: Arc<Resolver>,
+}
+
+impl RunningGateway {
+    pub fn addrs(&self) -> &LocalAddrs {
+        &self.addrs
+    }
+
+    /// The first Do53 address (for tests and the start-up banner).
+    pub fn do53_addr(&self) -> Option<SocketAddr> {
+        self.addrs.do53.first().map(|(_, a)| *a)
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub fn resolver(&self) -> &Arc<Resolver> {
+        &self.resolver
+    }
+
+    /// A token that stops the gateway when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops accepting, lets queries in flight finish within the grace period, and returns
+    /// once every listener has let go of its socket.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        self.wait().await;
+    }
+
+    /// Waits until the gateway has stopped (after its token is cancelled).
+    pub async fn wait(self) {
+        self.shutdown.cancelled().await;
+        self.tracker.close();
+        if tokio::time::timeout(self.grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(grace = ?self.grace, "queries still in flight at the end of the grace period were dropped");
+        }
+    }
+}
+
+/// Binds every listener of `config` and starts serving.
+pub async fn start(mut config: Config) -> anyhow::Result<RunningGateway> {
+    if config.resolver.from_system {
+        let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        config.resolver.targets = config::resolv_conf_targets(&text);
+        if config.resolver.targets.is_empty() {
+            tracing::warn!(
+                "/etc/resolv.conf names no usable nameserver: names no rule covers will get SERVFAIL"
+            );
+        }
+    }
+    let registry = Registry::new();
+    let inbound_metrics = InboundMetrics::register(&registry)?;
+    let outbound_metrics = OutboundMetrics::register(&registry)?;
+    let rules = config.rule_set()?;
+    let endpoint_names: Vec<String> = config.inbound.iter().map(|e| e.name.clone()).collect();
+    let resolver = Arc::new(
+        Resolver::new(
+            rules,
+            &config.resolver.targets,
+            &endpoint_names,
+            ResolverOptions {
+                attempt: config.timeouts.attempt,
+                budget: config.timeouts.query,
+            },
+            outbound_metrics,
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
+
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let mut addrs = LocalAddrs::default();
+    let tcp_options = tcp::TcpOptions {
+        idle_timeout: config.timeouts.tcp_idle,
+        read_timeout: config.timeouts.tcp_idle.min(Duration::from_secs(5)),
+        max_connections: config.limits.tcp_connections,
+        max_in_flight: config.limits.tcp_queries_in_flight,
+        ..tcp::TcpOptions::default()
+    };
+
+    for (id, ep) in config.inbound.iter().enumerate() {
+        let endpoint = Endpoint::with_id(id, ep.name.clone(), AllowList::new(ep.allow.clone()));
+        for &addr in &ep.do53 {
+            let (udp_socket, tcp_listener) = bind_do53(addr).await?;
+            let local = udp_socket.local_addr()?;
+            addrs.do53.push((ep.name.clone(), local));
+            tracker.spawn(udp::serve(
+                udp_socket,
+                resolver.clone(),
+                endpoint.clone(),
+                udp::UdpOptions::default(),
+                inbound_metrics.clone(),
+                shutdown.clone(),
+            ));
+            tracker.spawn(tcp::serve(
+                tcp_listener,
+                resolver.clone(),
+                endpoint.clone(),
+                tcp_options,
+                inbound_metrics.clone(),
+                shutdown.clone(),
+            ));
+        }
+    }
+
+    let health = Arc::new(Health {
+        listening: AtomicBool::new(false),
+        resolver: resolver.clone(),
+    });
+    if let Some(admin_addr) = config.admin {
+        let listener = TcpListener::bind(admin_addr)
+            .await
+            .with_context(|| format!("cannot listen on {admin_addr} (admin)"))?;
+        addrs.admin = Some(listener.local_addr()?);
+        tracker.spawn(admin::serve(
+            listener,
+            registry.clone(),
+            health.clone(),
+            shutdown.clone(),
+        ));
+    }
+    health.listening.store(true, Ordering::Release);
+
+    Ok(RunningGateway {
+        addrs,
+        shutdown,
+        tracker,
+        grace: config.timeouts.shutdown_grace,
+        registry,
+        resolver,
+    })
+}
+
+/// Binds UDP and TCP on the same address. For port 0 the kernel picks the UDP port and TCP
+/// takes the same one, trying again with another port if that one is taken for TCP.
+async fn bind_do53(addr: SocketAddr) -> anyhow::Result<(UdpSocket, TcpListener)> {
+    let attempts = if addr.port() == 0 { 20 } else { 1 };
+    let mut last_err = None;
+    for _ in 0..attempts {
+        let udp = UdpSocket::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (do53 udp)"))?;
+        let bound = udp.local_addr()?;
+        match TcpListener::bind(bound).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) => last_err = Some(e),
+        }
+    }
+    let e = last_err.map_or_else(|| "unknown error".to_string(), |e| e.to_string());
+    Err(anyhow::anyhow!("cannot listen on {addr} (do53 tcp): {e}"))
+}

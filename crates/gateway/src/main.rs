@@ -1,1 +1,133 @@
-fn main() {}
+//! The `dohgate` binary: parses the command line, loads the configuration, starts the gateway
+//! and stops it gracefully on SIGTERM or ctrl-c.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use dohgate::cli::{self, Cli, Command};
+use dohgate_core::config;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let args = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    if let Some(Command::CheckConfig { file }) = &args.command {
+        return match config::load(file)
+            .map_err(anyhow::Error::from)
+            .and_then(|mut c| {
+                args.apply(&mut c)?;
+                c.rule_set()?;
+                Ok(c)
+            }) {
+            Ok(c) => {
+                print!("{}", cli::describe(&c));
+                println!("configuration is valid");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("dohgate: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+
+    let config = match args.load_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("dohgate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("dohgate: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(config))
+}
+
+async fn run(config: config::Config) -> ExitCode {
+    let gateway = match dohgate::start(config).await {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("dohgate: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print_banner(&gateway);
+    let token = gateway.shutdown_token();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: no new queries, finishing those in flight");
+        token.cancel();
+    });
+    gateway.wait().await;
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+fn print_banner(gateway: &dohgate::RunningGateway) {
+    let a = gateway.addrs();
+    println!("dohgate {} is running", env!("CARGO_PKG_VERSION"));
+    for (ep, addr) in &a.do53 {
+        println!("  do53 (udp+tcp)  {addr}  endpoint {ep}");
+    }
+    for (ep, addr) in &a.doh {
+        println!("  doh             https://{addr}/dns-query  endpoint {ep}");
+    }
+    for (ep, addr) in &a.doh_fips {
+        println!("  doh-fips        https://{addr}/dns-query  endpoint {ep}");
+    }
+    for (ep, addr) in &a.doh_plain {
+        println!("  doh (cleartext) http://{addr}/dns-query  endpoint {ep}");
+    }
+    if let Some(admin) = a.admin {
+        println!("  admin           http://{admin}/metrics  /healthz  /readyz");
+    }
+    let defaults = gateway.resolver().default_targets();
+    let names: Vec<&str> = defaults.targets().iter().map(|t| t.label()).collect();
+    println!(
+        "  default resolver: {}",
+        if names.is_empty() {
+            "none".to_string()
+        } else {
+            names.join(", ")
+        }
+    );
+    if let Some(addr) = gateway.do53_addr() {
+        println!("try: dig @{} -p {} localhost A", addr.ip(), addr.port());
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,1 +1,9 @@
-//! placeholder
+//! dohgate-inbound holds the listeners of inbound endpoints: Do53 over UDP and TCP, and DoH /
+//! DoH-FIPS over HTTPS. Each one decodes its framing, hands the query to the core `Handler`
+//! seam, and encodes the reply; rules, forwarding and query metrics live behind the seam.
+
+pub mod metrics;
+pub mod tcp;
+pub mod udp;
+
+pub use metrics::InboundMetrics;

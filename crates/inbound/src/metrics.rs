@@ -77,7 +77,9 @@ impl InboundMetrics {
         DohListenerMetrics {
             endpoint: endpoint.to_string(),
             http_responses: self.doh_http_responses.clone(),
-            ok: self.doh_http_responses.with_label_values(&[endpoint, "200"]),
+            ok: self
+                .doh_http_responses
+                .with_label_values(&[endpoint, "200"]),
             tls_handshake_failures: self
                 .tls_handshake_failures
                 .with_label_values(&[endpoint, protocol]),
@@ -85,9 +87,11 @@ impl InboundMetrics {
             accepted: self
                 .connections_accepted
                 .with_label_values(&[endpoint, protocol]),
-            connection_limit: self
-                .dropped
-                .with_label_values(&[endpoint, protocol, "connection_limit"]),
+            connection_limit: self.dropped.with_label_values(&[
+                endpoint,
+                protocol,
+                "connection_limit",
+            ]),
             streams_reset: self.doh_streams_reset.with_label_values(&[endpoint]),
         }
     }
@@ -136,9 +140,7 @@ mod tests {
             .collect();
         assert!(names.iter().any(|n| n == DOH_HTTP_RESPONSES), "{names:?}");
         assert_eq!(
-            m.doh_http_responses
-                .with_label_values(&["ep", "404"])
-                .get(),
+            m.doh_http_responses.with_label_values(&["ep", "404"]).get(),
             1
         );
     }

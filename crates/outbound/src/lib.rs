@@ -1,1 +1,14 @@
-//! placeholder
+//! dohgate-outbound resolves the queries listeners hand over: it applies the forwarding rules,
+//! answers locally served zones, and sends everything else to a rule's targets or the default
+//! resolver over Do53 (or DoH), failing over between targets as Route 53 does.
+
+pub mod do53;
+pub mod error;
+pub mod metrics;
+pub mod resolver;
+pub mod target;
+
+pub use error::AttemptError;
+pub use metrics::OutboundMetrics;
+pub use resolver::{Resolver, ResolverOptions};
+pub use target::{Target, TargetSet};

@@ -1,0 +1,80 @@
+//! The admin listener: Prometheus `/metrics`, `/healthz` (the process is alive) and `/readyz`
+//! (listeners bound and the default resolver has a healthy target), for Kubernetes probes.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus::{Encoder, Registry, TextEncoder};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::Health;
+
+#[derive(Clone)]
+struct AdminState {
+    registry: Registry,
+    health: Arc<Health>,
+}
+
+/// The admin routes.
+pub fn router(registry: Registry, health: Arc<Health>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(AdminState { registry, health })
+}
+
+/// Serves the admin routes on an already bound listener until `shutdown` is cancelled.
+pub async fn serve(
+    listener: TcpListener,
+    registry: Registry,
+    health: Arc<Health>,
+    shutdown: CancellationToken,
+) {
+    let app = router(registry, health);
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+    {
+        tracing::warn!(error = %e, "admin listener failed");
+    }
+}
+
+async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
+    let mut body = Vec::with_capacity(16 * 1024);
+    match TextEncoder::new().encode(&state.registry.gather(), &mut body) {
+        Ok(()) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
+            body,
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode metrics: {e}\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
+    if !state.health.listening.load(Ordering::Acquire) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: listeners are not bound yet\n",
+        );
+    }
+    if !state.health.resolver.default_ready() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the default resolver has no healthy target\n",
+        );
+    }
+    (StatusCode::OK, "ready\n")
+}

@@ -1,0 +1,376 @@
+//! The command line. Flag names are a contract: scripts and docs rely on them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use dohgate_core::TargetSpec;
+use dohgate_core::config::{self, Config, InboundEndpoint, OutboundEndpoint, TlsFiles};
+use dohgate_core::rules::{ForwardingRule, RuleKind, canonical_domain};
+use dohgate_core::{Protocol, ProtocolSet, wire};
+
+/// The configuration `dohgate` runs with when given no `--config`.
+pub const EMBEDDED_DEFAULT: &str = include_str!("default.toml");
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "dohgate",
+    version,
+    about = "A DNS gateway for hybrid networks: Do53, DoH and DoH-FIPS in, Route 53-style forwarding rules out",
+    long_about = "A DNS gateway for hybrid networks: Do53, DoH and DoH-FIPS in, Route 53-style forwarding rules out.\n\n\
+        With no arguments it runs an embedded default: Do53 on 127.0.0.1:5353 (UDP and TCP), the admin \
+        listener on 127.0.0.1:9153, and the nameservers of /etc/resolv.conf as the default resolver.\n\n\
+        A TARGET is IP or IP:PORT for Do53 ([IPv6]:PORT for IPv6), or https://IP[:PORT][/PATH] for DoH.\n\
+        Flags add to or override the configuration file. Log filtering follows RUST_LOG (e.g. RUST_LOG=debug)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Configuration file (TOML); see docs/configuration.md. Default: the embedded default.
+    #[arg(short, long, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+
+    /// Listen for Do53 (UDP and TCP) on ADDR, e.g. 127.0.0.1:53 or [::1]:53. Repeatable. Any
+    /// --listen-* flag replaces the listeners of the first inbound endpoint.
+    #[arg(long, value_name = "ADDR")]
+    pub listen_do53: Vec<SocketAddr>,
+
+    /// Listen for DoH (HTTP/2 and HTTP/1.1 over TLS) on ADDR. Repeatable.
+    #[arg(long, value_name = "ADDR")]
+    pub listen_doh: Vec<SocketAddr>,
+
+    /// Listen for DoH-FIPS (TLS from the FIPS 140-3 validated module; needs a build with
+    /// `--features fips`) on ADDR. Repeatable.
+    #[arg(long, value_name = "ADDR")]
+    pub listen_doh_fips: Vec<SocketAddr>,
+
+    /// TLS certificate chain (PEM) for the DoH listeners given on the command line.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// TLS private key (PEM) for the DoH listeners given on the command line.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Default resolver TARGET (for names no rule forwards and for system rules). Repeatable;
+    /// replaces the configured ones.
+    #[arg(long, value_name = "TARGET")]
+    pub upstream: Vec<String>,
+
+    /// Forward DOMAIN and the names below it to TARGET(s), e.g. corp.example=10.0.0.2,10.0.0.3.
+    /// Repeatable; replaces a configured rule for the same domain.
+    #[arg(long, value_name = "DOMAIN=TARGET[,TARGET...]")]
+    pub forward: Vec<String>,
+
+    /// Resolve DOMAIN with the default resolver even below a broader --forward. Repeatable.
+    #[arg(long, value_name = "DOMAIN")]
+    pub system: Vec<String>,
+
+    /// CA certificates (PEM) to trust for DoH targets given on the command line.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+
+    /// Admin listener address (/metrics, /healthz, /readyz).
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<SocketAddr>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate a configuration file and print the effective configuration.
+    CheckConfig {
+        /// The file to check.
+        file: PathBuf,
+    },
+}
+
+/// An error in a command-line flag.
+#[derive(Debug, thiserror::Error)]
+#[error("{flag}: {message}")]
+pub struct FlagError {
+    pub flag: &'static str,
+    pub message: String,
+}
+
+fn flag_err(flag: &'static str, message: impl Into<String>) -> FlagError {
+    FlagError {
+        flag,
+        message: message.into(),
+    }
+}
+
+/// The name of the outbound endpoint that rules given on the command line use.
+pub const CLI_OUTBOUND: &str = "cli";
+
+impl Cli {
+    /// The configuration to run: the file (or the embedded default) with the flags applied.
+    pub fn load_config(&self) -> anyhow::Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => config::load(path)?,
+            None => config::parse(EMBEDDED_DEFAULT, None)?,
+        };
+        self.apply(&mut config)?;
+        Ok(config)
+    }
+
+    /// Applies the flags to `config`.
+    pub fn apply(&self, config: &mut Config) -> Result<(), FlagError> {
+        if !self.listen_do53.is_empty()
+            || !self.listen_doh.is_empty()
+            || !self.listen_doh_fips.is_empty()
+        {
+            if config.inbound.is_empty() {
+                config.inbound.push(InboundEndpoint::new("default"));
+            }
+            let ep = &mut config.inbound[0];
+            ep.do53 = self.listen_do53.clone();
+            ep.doh = self.listen_doh.clone();
+            ep.doh_fips = self.listen_doh_fips.clone();
+            ep.doh_plain.clear();
+            ep.derive_protocols();
+        }
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            let Some(ep) = config.inbound.first_mut() else {
+                return Err(flag_err(
+                    "--tls-cert",
+                    "there is no inbound endpoint to use it",
+                ));
+            };
+            ep.tls = Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            });
+        }
+        if !self.upstream.is_empty() {
+            let mut targets = Vec::new();
+            for t in &self.upstream {
+                targets.push(self.target("--upstream", t)?);
+            }
+            config.resolver.targets = targets;
+            config.resolver.from_system = false;
+        }
+        for f in &self.forward {
+            let (domain, targets) = f.split_once('=').ok_or_else(|| {
+                flag_err(
+                    "--forward",
+                    format!("{f:?} is not DOMAIN=TARGET[,TARGET...]"),
+                )
+            })?;
+            check_domain("--forward", domain)?;
+            let targets = targets
+                .split(',')
+                .map(|t| self.target("--forward", t))
+                .collect::<Result<Vec<_>, _>>()?;
+            if targets.is_empty() || targets.len() > 16 {
+                return Err(flag_err("--forward", "give 1 to 16 targets"));
+            }
+            let mut rule = ForwardingRule::forward(&canonical_domain(domain), domain, targets);
+            rule.outbound = Some(CLI_OUTBOUND.to_string());
+            replace_rule(config, rule);
+            if config.outbound(CLI_OUTBOUND).is_none() {
+                config.outbound.push(OutboundEndpoint {
+                    name: CLI_OUTBOUND.to_string(),
+                    protocols: ProtocolSet::ALL,
+                    ca_file: self.ca_file.clone(),
+                    client_cert: None,
+                });
+            }
+        }
+        for d in &self.system {
+            check_domain("--system", d)?;
+            replace_rule(config, ForwardingRule::system(&canonical_domain(d), d));
+        }
+        if let Some(admin) = self.admin {
+            config.admin = Some(admin);
+        }
+        Ok(())
+    }
+
+    fn target(&self, flag: &'static str, s: &str) -> Result<TargetSpec, FlagError> {
+        let mut t = TargetSpec::parse(s).map_err(|e| flag_err(flag, e))?;
+        if t.protocol != Protocol::Do53 && t.ca_file.is_none() {
+            t.ca_file = self.ca_file.clone();
+        }
+        Ok(t)
+    }
+}
+
+fn check_domain(flag: &'static str, domain: &str) -> Result<(), FlagError> {
+    wire::name_to_wire(domain)
+        .map(|_| ())
+        .map_err(|_| flag_err(flag, format!("{domain:?} is not a domain name")))
+}
+
+fn replace_rule(config: &mut Config, rule: ForwardingRule) {
+    config.rules.retain(|r| r.domain != rule.domain);
+    config.rules.push(rule);
+}
+
+/// The effective configuration in a form people read (for `check-config`).
+pub fn describe(config: &Config) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "admin: {}",
+        config.admin.map_or("off".to_string(), |a| a.to_string())
+    );
+    let resolver = if config.resolver.from_system {
+        "nameservers of /etc/resolv.conf".to_string()
+    } else {
+        config
+            .resolver
+            .targets
+            .iter()
+            .map(|t| t.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let _ = writeln!(out, "default resolver: {resolver}");
+    let _ = writeln!(
+        out,
+        "locally served zones (RFC 6303): {}",
+        if config.resolver.locally_served_zones {
+            "answered locally"
+        } else {
+            "off"
+        }
+    );
+    let t = &config.timeouts;
+    let _ = writeln!(
+        out,
+        "timeouts: attempt {:?}, query {:?}, tcp idle {:?}, shutdown grace {:?}",
+        t.attempt, t.query, t.tcp_idle, t.shutdown_grace
+    );
+    for ep in &config.inbound {
+        let _ = writeln!(out, "inbound {:?} ({}):", ep.name, ep.protocols);
+        let list = |a: &[SocketAddr]| {
+            a.iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if !ep.do53.is_empty() {
+            let _ = writeln!(out, "  do53 (udp+tcp): {}", list(&ep.do53));
+        }
+        if !ep.doh.is_empty() {
+            let _ = writeln!(out, "  doh: {} path {}", list(&ep.doh), ep.doh_path);
+        }
+        if !ep.doh_fips.is_empty() {
+            let _ = writeln!(
+                out,
+                "  doh-fips: {} path {}",
+                list(&ep.doh_fips),
+                ep.doh_path
+            );
+        }
+        if !ep.doh_plain.is_empty() {
+            let _ = writeln!(
+                out,
+                "  doh cleartext (h2c+http/1.1): {}",
+                list(&ep.doh_plain)
+            );
+        }
+        let allow = if ep.allow.is_empty() {
+            "everyone".to_string()
+        } else {
+            ep.allow
+                .iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _ = writeln!(out, "  allow: {allow}");
+    }
+    for ob in &config.outbound {
+        let _ = writeln!(out, "outbound {:?} ({})", ob.name, ob.protocols);
+    }
+    for r in &config.rules {
+        match r.kind {
+            RuleKind::Forward => {
+                let targets = r
+                    .targets
+                    .iter()
+                    .map(|t| t.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let _ = writeln!(
+                    out,
+                    "rule {:?}: forward {} via {} to {targets}",
+                    r.name,
+                    r.domain,
+                    r.outbound.as_deref().unwrap_or("-")
+                );
+            }
+            _ => {
+                let _ = writeln!(out, "rule {:?}: {} {}", r.name, r.kind, r.domain);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        Cli::parse_from(std::iter::once("dohgate").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn embedded_default_is_what_the_readme_says() {
+        let c = cli(&[]).load_config().expect("embedded default is valid");
+        assert_eq!(
+            c.inbound[0].do53,
+            vec!["127.0.0.1:5353".parse::<SocketAddr>().expect("addr")]
+        );
+        assert_eq!(c.admin, Some("127.0.0.1:9153".parse().expect("addr")));
+        assert!(c.resolver.from_system);
+        assert!(c.resolver.locally_served_zones);
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let c = cli(&[
+            "--listen-do53",
+            "127.0.0.1:0",
+            "--upstream",
+            "127.0.0.1:5300",
+            "--forward",
+            "corp.test=127.0.0.1:5301,[::1]:5302",
+            "--system",
+            "www.corp.test",
+            "--admin",
+            "127.0.0.1:0",
+        ])
+        .load_config()
+        .expect("valid");
+        assert_eq!(c.inbound[0].do53.len(), 1);
+        assert!(c.inbound[0].doh.is_empty());
+        assert_eq!(c.resolver.targets[0].addr.port(), 5300);
+        assert!(!c.resolver.from_system);
+        let rules = c.rule_set().expect("rules");
+        assert_eq!(
+            rules.match_name("a.corp.test").map(|r| r.targets.len()),
+            Some(2)
+        );
+        assert_eq!(
+            rules.match_name("www.corp.test").map(|r| r.kind),
+            Some(RuleKind::System)
+        );
+    }
+
+    #[test]
+    fn bad_flags_name_the_flag() {
+        let e = cli(&["--forward", "corp.test"])
+            .load_config()
+            .expect_err("bad");
+        assert!(e.to_string().starts_with("--forward"), "{e}");
+        let e = cli(&["--upstream", "dns.example"])
+            .load_config()
+            .expect_err("bad");
+        assert!(e.to_string().starts_with("--upstream"), "{e}");
+    }
+}

@@ -1,0 +1,198 @@
+//! The Do53 TCP listener (RFC 7766): 2-byte length framing, several queries in flight per
+//! connection answered as they complete, an idle timeout, and a cap on connections.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dohgate_core::handler::{DnsRequest, Endpoint, Handler, Transport};
+use dohgate_core::{Protocol, wire};
+use prometheus::IntCounter;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::time::timeout;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::InboundMetrics;
+
+/// Limits of one TCP listener.
+#[derive(Clone, Copy, Debug)]
+pub struct TcpOptions {
+    /// How long a connection may wait for its next query (RFC 7766 §6.2.3).
+    pub idle_timeout: Duration,
+    /// How long the rest of a message may take once its length has arrived.
+    pub read_timeout: Duration,
+    /// How long writing one answer may take before the client is given up on.
+    pub write_timeout: Duration,
+    pub max_connections: usize,
+    /// Queries of one connection in flight at once.
+    pub max_in_flight: usize,
+}
+
+impl Default for TcpOptions {
+    fn default() -> Self {
+        TcpOptions {
+            idle_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+            max_in_flight: 64,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Counters {
+    incomplete: IntCounter,
+    unanswerable: IntCounter,
+    limit: IntCounter,
+}
+
+/// Serves Do53 over TCP on an already bound listener until `shutdown` is cancelled; then each
+/// connection stops reading, answers what it has in flight and closes, and `serve` returns.
+pub async fn serve<H: Handler>(
+    listener: TcpListener,
+    handler: Arc<H>,
+    endpoint: Arc<Endpoint>,
+    options: TcpOptions,
+    metrics: InboundMetrics,
+    shutdown: CancellationToken,
+) {
+    let connections = Arc::new(Semaphore::new(options.max_connections));
+    let ep = endpoint.name.as_str();
+    let open = metrics.connections.with_label_values(&[ep, "do53"]);
+    let accepted = metrics
+        .connections_accepted
+        .with_label_values(&[ep, "do53"]);
+    let counters = Counters {
+        incomplete: metrics
+            .dropped
+            .with_label_values(&[ep, "do53", "incomplete"]),
+        unanswerable: metrics
+            .dropped
+            .with_label_values(&[ep, "do53", "unanswerable"]),
+        limit: metrics
+            .dropped
+            .with_label_values(&[ep, "do53", "connection_limit"]),
+    };
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(r) => r,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "tcp accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            counters.limit.inc();
+            drop(stream);
+            continue;
+        };
+        accepted.inc();
+        open.inc();
+        let open = open.clone();
+        let handler = handler.clone();
+        let endpoint = endpoint.clone();
+        let counters = counters.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            connection(stream, peer, handler, endpoint, options, counters, shutdown).await;
+            open.dec();
+            drop(permit);
+        });
+    }
+    drop(listener);
+    let _ = connections
+        .acquire_many(options.max_connections as u32)
+        .await;
+}
+
+async fn connection<H: Handler>(
+    stream: TcpStream,
+    client: std::net::SocketAddr,
+    handler: Arc<H>,
+    endpoint: Arc<Endpoint>,
+    options: TcpOptions,
+    counters: Counters,
+    shutdown: CancellationToken,
+) {
+    let (mut rd, wr) = stream.into_split();
+    // An empty message asks the writer to close the connection.
+    let (tx, rx) = mpsc::channel::<Vec<u8>>(options.max_in_flight);
+    let writer = tokio::spawn(write_answers(wr, rx, options.write_timeout));
+    let in_flight = Arc::new(Semaphore::new(options.max_in_flight));
+    while !tx.is_closed() {
+        let len = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = timeout(options.idle_timeout, rd.read_u16()) => match r {
+                Ok(Ok(len)) => len as usize,
+                // EOF, reset or idle: the client is done.
+                _ => break,
+            },
+        };
+        let mut message = vec![0u8; len];
+        match timeout(options.read_timeout, rd.read_exact(&mut message)).await {
+            Ok(Ok(_)) => {}
+            _ => {
+                // The length promised more than arrived: nothing sensible can follow.
+                counters.incomplete.inc();
+                break;
+            }
+        }
+        if len < wire::HEADER_LEN {
+            counters.unanswerable.inc();
+            break;
+        }
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            break;
+        };
+        let request = DnsRequest {
+            message,
+            client,
+            endpoint: endpoint.clone(),
+            protocol: Protocol::Do53,
+            transport: Transport::Tcp,
+        };
+        let handler = handler.clone();
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let reply = handler.handle(request).await;
+            let _ = tx.send(reply.message.unwrap_or_default()).await;
+            drop(permit);
+        });
+    }
+    // The writer ends once every query in flight has sent its answer.
+    drop(tx);
+    let _ = writer.await;
+}
+
+async fn write_answers(
+    mut wr: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    write_timeout: Duration,
+) {
+    let mut framed = Vec::with_capacity(514);
+    while let Some(answer) = rx.recv().await {
+        let Ok(len) = u16::try_from(answer.len()) else {
+            break;
+        };
+        if len == 0 {
+            break;
+        }
+        framed.clear();
+        framed.extend_from_slice(&len.to_be_bytes());
+        framed.extend_from_slice(&answer);
+        match timeout(write_timeout, wr.write_all(&framed)).await {
+            Ok(Ok(())) => {}
+            _ => break,
+        }
+    }
+    let _ = wr.shutdown().await;
+}

@@ -1,0 +1,108 @@
+//! Metrics of the outbound side, registered into the registry the gateway passes in.
+//!
+//! Labels are bounded by the configuration (endpoint, protocol, rule, target, rcode); the query
+//! name and the client address never become labels.
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+
+/// Buckets for DNS latencies: 100 µs to 10 s.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+#[derive(Clone, Debug)]
+pub struct OutboundMetrics {
+    pub queries: IntCounterVec,
+    pub responses: IntCounterVec,
+    pub query_duration: HistogramVec,
+    pub malformed: IntCounterVec,
+    pub refused_clients: IntCounterVec,
+    pub rule_matches: IntCounterVec,
+    pub target_queries: IntCounterVec,
+    pub target_outcomes: IntCounterVec,
+    pub target_duration: HistogramVec,
+    pub target_healthy: IntGaugeVec,
+    pub target_tcp_retries: IntCounterVec,
+}
+
+impl OutboundMetrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let counter =
+            |name: &str, help: &str, labels: &[&str]| -> prometheus::Result<IntCounterVec> {
+                let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+                registry.register(Box::new(c.clone()))?;
+                Ok(c)
+            };
+        let histogram =
+            |name: &str, help: &str, labels: &[&str]| -> prometheus::Result<HistogramVec> {
+                let h = HistogramVec::new(
+                    HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+                    labels,
+                )?;
+                registry.register(Box::new(h.clone()))?;
+                Ok(h)
+            };
+        let target_healthy = IntGaugeVec::new(
+            Opts::new(
+                "dohgate_target_healthy",
+                "1 if the target answered its last attempts, 0 if it is failing",
+            ),
+            &["target", "protocol"],
+        )?;
+        registry.register(Box::new(target_healthy.clone()))?;
+        Ok(OutboundMetrics {
+            queries: counter(
+                "dohgate_queries_total",
+                "Queries received, by inbound endpoint, protocol and transport",
+                &["endpoint", "protocol", "transport"],
+            )?,
+            responses: counter(
+                "dohgate_responses_total",
+                "Responses sent, by inbound endpoint, protocol and RCODE",
+                &["endpoint", "protocol", "rcode"],
+            )?,
+            query_duration: histogram(
+                "dohgate_query_duration_seconds",
+                "Time from receiving a query to having its answer, by inbound endpoint and protocol",
+                &["endpoint", "protocol"],
+            )?,
+            malformed: counter(
+                "dohgate_malformed_queries_total",
+                "Queries rejected as malformed (FORMERR, NOTIMP, or no answer possible), by reason",
+                &["endpoint", "reason"],
+            )?,
+            refused_clients: counter(
+                "dohgate_refused_clients_total",
+                "Queries refused because the client is not in the endpoint's allow-list",
+                &["endpoint"],
+            )?,
+            rule_matches: counter(
+                "dohgate_rule_matches_total",
+                "Queries matched by each forwarding rule (rule \"default\": no rule matched)",
+                &["rule", "type"],
+            )?,
+            target_queries: counter(
+                "dohgate_target_queries_total",
+                "Attempts sent to each target",
+                &["target", "protocol"],
+            )?,
+            target_outcomes: counter(
+                "dohgate_target_outcomes_total",
+                "Attempts by outcome: ok, timeout, error, servfail, refused",
+                &["target", "protocol", "outcome"],
+            )?,
+            target_duration: histogram(
+                "dohgate_target_attempt_duration_seconds",
+                "Duration of each attempt at a target",
+                &["target", "protocol"],
+            )?,
+            target_healthy,
+            target_tcp_retries: counter(
+                "dohgate_target_tcp_retries_total",
+                "UDP answers that came back truncated and were asked again over TCP",
+                &["target"],
+            )?,
+        })
+    }
+}

@@ -1,0 +1,308 @@
+//! The [`Resolver`]: what every listener's queries go through.
+//!
+//! allow-list -> parse -> rule match -> local answer | forward to the rule's targets | default
+//! resolver -> the client's own ID and question put back -> reply. Metrics are counted here,
+//! once, for every protocol.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dohgate_core::handler::{DnsRequest, Handler, Reply, Transport};
+use dohgate_core::rules::{RuleKind, RuleSet};
+use dohgate_core::wire::{self, Query, Rcode};
+use dohgate_core::{Protocol, TargetSpec, local};
+use prometheus::{Histogram, IntCounter};
+use tokio::time::Instant;
+
+use crate::error::AttemptError;
+use crate::metrics::OutboundMetrics;
+use crate::target::{Target, TargetSet};
+
+/// Timeouts of the forwarding path.
+#[derive(Clone, Copy, Debug)]
+pub struct ResolverOptions {
+    /// One attempt at one target.
+    pub attempt: Duration,
+    /// All attempts of one query together.
+    pub budget: Duration,
+}
+
+impl Default for ResolverOptions {
+    fn default() -> Self {
+        ResolverOptions {
+            attempt: Duration::from_millis(1500),
+            budget: Duration::from_millis(4000),
+        }
+    }
+}
+
+/// Metric handles of one inbound endpoint, resolved at start.
+#[derive(Debug)]
+struct EndpointHandles {
+    /// By protocol, then transport.
+    queries: [[IntCounter; 4]; 3],
+    /// By protocol, then RCODE 0..=5.
+    responses: [[IntCounter; 6]; 3],
+    duration: [Histogram; 3],
+}
+
+fn protocol_index(p: Protocol) -> usize {
+    match p {
+        Protocol::Do53 => 0,
+        Protocol::DoH => 1,
+        Protocol::DohFips => 2,
+    }
+}
+
+fn transport_index(t: Transport) -> usize {
+    match t {
+        Transport::Udp => 0,
+        Transport::Tcp => 1,
+        Transport::H1 => 2,
+        Transport::H2 => 3,
+    }
+}
+
+impl EndpointHandles {
+    fn new(m: &OutboundMetrics, endpoint: &str) -> Self {
+        let q = |p: Protocol, t: Transport| {
+            m.queries
+                .with_label_values(&[endpoint, p.as_str(), t.as_str()])
+        };
+        let r = |p: Protocol, rc: u16| {
+            m.responses
+                .with_label_values(&[endpoint, p.as_str(), wire::rcode_name(rc)])
+        };
+        let per_protocol = |p: Protocol| {
+            (
+                [
+                    q(p, Transport::Udp),
+                    q(p, Transport::Tcp),
+                    q(p, Transport::H1),
+                    q(p, Transport::H2),
+                ],
+                [r(p, 0), r(p, 1), r(p, 2), r(p, 3), r(p, 4), r(p, 5)],
+                m.query_duration.with_label_values(&[endpoint, p.as_str()]),
+            )
+        };
+        let (q0, r0, d0) = per_protocol(Protocol::Do53);
+        let (q1, r1, d1) = per_protocol(Protocol::DoH);
+        let (q2, r2, d2) = per_protocol(Protocol::DohFips);
+        EndpointHandles {
+            queries: [q0, q1, q2],
+            responses: [r0, r1, r2],
+            duration: [d0, d1, d2],
+        }
+    }
+}
+
+/// The transport-blind query pipeline; implements the core [`Handler`] seam.
+#[derive(Debug)]
+pub struct Resolver {
+    rules: RuleSet,
+    /// Per rule: its targets (forward rules) or empty.
+    rule_targets: Vec<TargetSet>,
+    /// Per rule: its domain in wire format, for locally served zones.
+    rule_zones: Vec<Box<[u8]>>,
+    rule_matches: Vec<IntCounter>,
+    default: TargetSet,
+    default_matches: IntCounter,
+    options: ResolverOptions,
+    metrics: OutboundMetrics,
+    endpoints: Vec<EndpointHandles>,
+}
+
+impl Resolver {
+    /// Builds the pipeline. `endpoints` are the inbound endpoint names in id order.
+    pub fn new(
+        rules: RuleSet,
+        default_targets: &[TargetSpec],
+        endpoints: &[String],
+        options: ResolverOptions,
+        metrics: OutboundMetrics,
+    ) -> Result<Self, AttemptError> {
+        let mut pool: HashMap<TargetSpec, Arc<Target>> = HashMap::new();
+        let mut target_set = |specs: &[TargetSpec]| -> Result<TargetSet, AttemptError> {
+            let mut set = Vec::with_capacity(specs.len());
+            for spec in specs {
+                let t = match pool.get(spec) {
+                    Some(t) => t.clone(),
+                    None => {
+                        let t = Arc::new(Target::new(spec.clone(), &metrics)?);
+                        pool.insert(spec.clone(), t.clone());
+                        t
+                    }
+                };
+                set.push(t);
+            }
+            Ok(TargetSet::new(set))
+        };
+        let default = target_set(default_targets)?;
+        let mut rule_targets = Vec::with_capacity(rules.len());
+        let mut rule_zones = Vec::with_capacity(rules.len());
+        let mut rule_matches = Vec::with_capacity(rules.len());
+        for rule in rules.rules() {
+            rule_targets.push(if rule.kind == RuleKind::Forward {
+                target_set(&rule.targets)?
+            } else {
+                TargetSet::default()
+            });
+            rule_zones.push(
+                wire::name_to_wire(&rule.domain)
+                    .unwrap_or_else(|_| vec![0])
+                    .into_boxed_slice(),
+            );
+            rule_matches.push(
+                metrics
+                    .rule_matches
+                    .with_label_values(&[rule.name.as_str(), rule.kind.as_str()]),
+            );
+        }
+        let default_matches = metrics
+            .rule_matches
+            .with_label_values(&["default", "system"]);
+        let endpoints = endpoints
+            .iter()
+            .map(|e| EndpointHandles::new(&metrics, e))
+            .collect();
+        Ok(Resolver {
+            rules,
+            rule_targets,
+            rule_zones,
+            rule_matches,
+            default,
+            default_matches,
+            options,
+            metrics,
+            endpoints,
+        })
+    }
+
+    /// The default resolver's targets.
+    pub fn default_targets(&self) -> &TargetSet {
+        &self.default
+    }
+
+    /// True when the default resolver has at least one healthy target (for `/readyz`).
+    pub fn default_ready(&self) -> bool {
+        self.default.any_healthy()
+    }
+
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+
+    /// Resolves one query; see the module documentation for the steps.
+    pub async fn resolve(&self, req: &DnsRequest) -> Reply {
+        let msg = &req.message;
+        if !req.endpoint.allow.allows(req.client.ip()) {
+            self.metrics
+                .refused_clients
+                .with_label_values(&[req.endpoint.name.as_str()])
+                .inc();
+            return Reply::message(wire::error_response(msg, Rcode::Refused).unwrap_or_default());
+        }
+        let q = match wire::parse_query(msg) {
+            Ok(q) => q,
+            Err(e) => {
+                self.metrics
+                    .malformed
+                    .with_label_values(&[req.endpoint.name.as_str(), e.label()])
+                    .inc();
+                return Reply {
+                    message: wire::error_response(msg, e.rcode()),
+                    malformed: Some(e),
+                };
+            }
+        };
+        if q.edns.is_some_and(|e| e.version > 0) {
+            return Reply::message(wire::badvers_response(msg).unwrap_or_default());
+        }
+        let answer = match self.rules.match_wire(q.question.name(msg)) {
+            Some((i, rule)) => {
+                self.rule_matches[i].inc();
+                match rule.kind {
+                    RuleKind::Local => local::answer(msg, &q, &self.rule_zones[i]),
+                    RuleKind::Forward => self.forward(&self.rule_targets[i], msg, &q).await,
+                    RuleKind::System => self.forward(&self.default, msg, &q).await,
+                }
+            }
+            None => {
+                self.default_matches.inc();
+                self.forward(&self.default, msg, &q).await
+            }
+        };
+        Reply::message(answer)
+    }
+
+    async fn forward(&self, targets: &TargetSet, msg: &[u8], q: &Query) -> Vec<u8> {
+        let forwarded = targets
+            .forward(msg, &q.question, self.options.attempt, self.options.budget)
+            .await;
+        match forwarded.answer {
+            Some(mut answer) => {
+                // The client gets its own ID and its question exactly as sent (0x20 case
+                // included): the target may have changed the case.
+                wire::set_id(&mut answer, q.id);
+                let qbytes = q.question.bytes(msg);
+                if let Some(dst) = answer.get_mut(wire::HEADER_LEN..q.question.end) {
+                    dst.copy_from_slice(qbytes);
+                }
+                answer
+            }
+            None => wire::error_response(msg, Rcode::ServFail).unwrap_or_default(),
+        }
+    }
+
+    fn count(&self, req: &DnsRequest, reply: &Reply, started: Instant) {
+        let p = protocol_index(req.protocol);
+        let rcode = reply.message.as_deref().map(wire::rcode);
+        match self.endpoints.get(req.endpoint.id) {
+            Some(h) if self.endpoints.len() > req.endpoint.id => {
+                h.queries[p][transport_index(req.transport)].inc();
+                if let Some(rc) = rcode {
+                    match h.responses[p].get(rc as usize) {
+                        Some(c) => c.inc(),
+                        None => self.responses_by_label(req, rc),
+                    }
+                }
+                h.duration[p].observe(started.elapsed().as_secs_f64());
+            }
+            _ => {
+                let ep = req.endpoint.name.as_str();
+                self.metrics
+                    .queries
+                    .with_label_values(&[ep, req.protocol.as_str(), req.transport.as_str()])
+                    .inc();
+                if let Some(rc) = rcode {
+                    self.responses_by_label(req, rc);
+                }
+                self.metrics
+                    .query_duration
+                    .with_label_values(&[ep, req.protocol.as_str()])
+                    .observe(started.elapsed().as_secs_f64());
+            }
+        }
+    }
+
+    fn responses_by_label(&self, req: &DnsRequest, rcode: u16) {
+        self.metrics
+            .responses
+            .with_label_values(&[
+                req.endpoint.name.as_str(),
+                req.protocol.as_str(),
+                wire::rcode_name(rcode),
+            ])
+            .inc();
+    }
+}
+
+impl Handler for Resolver {
+    async fn handle(&self, request: DnsRequest) -> Reply {
+        let started = Instant::now();
+        let reply = self.resolve(&request).await;
+        self.count(&request, &reply, started);
+        reply
+    }
+}

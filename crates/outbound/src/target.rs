@@ -1,0 +1,261 @@
+//! Targets and the failover between the targets of one rule.
+//!
+//! As in Route 53 the first target of a query is picked at random; when it times out, fails or
+//! answers SERVFAIL/REFUSED, the next one is tried, until the query's time budget is spent.
+//! Targets that have just failed several times in a row are tried last, and are given another
+//! chance after a pause, so a dead target does not cost every query an attempt timeout.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use dohgate_core::wire::{self, Question};
+use dohgate_core::{Protocol, TargetSpec};
+use prometheus::{Histogram, IntCounter, IntGauge};
+use tokio::time::Instant;
+
+use crate::do53::{Do53Target, Do53Trace, deadline_within};
+use crate::error::AttemptError;
+use crate::metrics::OutboundMetrics;
+
+/// Failures in a row after which a target is tried after the healthy ones.
+const UNHEALTHY_AFTER: u32 = 3;
+/// How long an unhealthy target is passed over before it gets another first chance.
+const RETRY_UNHEALTHY_AFTER: Duration = Duration::from_secs(5);
+
+/// How one target is reached.
+#[derive(Debug)]
+pub enum Transport {
+    Do53(Do53Target),
+}
+
+/// The per-target metric handles, resolved once at start so the query path does no label
+/// lookups.
+#[derive(Debug)]
+struct TargetMetrics {
+    queries: IntCounter,
+    ok: IntCounter,
+    timeout: IntCounter,
+    error: IntCounter,
+    servfail: IntCounter,
+    refused: IntCounter,
+    duration: Histogram,
+    healthy: IntGauge,
+    tcp_retries: IntCounter,
+}
+
+/// One target, shared by every rule that names it.
+#[derive(Debug)]
+pub struct Target {
+    spec: TargetSpec,
+    label: String,
+    transport: Transport,
+    failures_in_a_row: AtomicU32,
+    /// Milliseconds since `epoch` of the last failure.
+    last_failure_ms: AtomicU64,
+    epoch: Instant,
+    metrics: TargetMetrics,
+}
+
+impl Target {
+    pub fn new(spec: TargetSpec, metrics: &OutboundMetrics) -> Result<Self, AttemptError> {
+        let transport = match spec.protocol {
+            Protocol::Do53 => Transport::Do53(Do53Target::new(spec.addr)),
+            Protocol::DoH | Protocol::DohFips => {
+                return Err(AttemptError::BadAnswer(format!(
+                    "target {spec}: DoH targets are not supported by this build"
+                )));
+            }
+        };
+        let label = spec.label();
+        let proto = spec.protocol.as_str();
+        let outcome = |o: &str| {
+            metrics
+                .target_outcomes
+                .with_label_values(&[label.as_str(), proto, o])
+        };
+        let m = TargetMetrics {
+            queries: metrics
+                .target_queries
+                .with_label_values(&[label.as_str(), proto]),
+            ok: outcome("ok"),
+            timeout: outcome("timeout"),
+            error: outcome("error"),
+            servfail: outcome("servfail"),
+            refused: outcome("refused"),
+            duration: metrics
+                .target_duration
+                .with_label_values(&[label.as_str(), proto]),
+            healthy: metrics
+                .target_healthy
+                .with_label_values(&[label.as_str(), proto]),
+            tcp_retries: metrics
+                .target_tcp_retries
+                .with_label_values(&[label.as_str()]),
+        };
+        m.healthy.set(1);
+        Ok(Target {
+            spec,
+            label,
+            transport,
+            failures_in_a_row: AtomicU32::new(0),
+            last_failure_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+            metrics: m,
+        })
+    }
+
+    pub fn spec(&self) -> &TargetSpec {
+        &self.spec
+    }
+
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// True unless the target failed its last few attempts and its pause is not over.
+    pub fn is_healthy(&self) -> bool {
+        if self.failures_in_a_row.load(Ordering::Relaxed) < UNHEALTHY_AFTER {
+            return true;
+        }
+        let since =
+            self.epoch.elapsed().as_millis() as u64 - self.last_failure_ms.load(Ordering::Relaxed);
+        since >= RETRY_UNHEALTHY_AFTER.as_millis() as u64
+    }
+
+    /// One attempt: send `query`, return the answer (with the query's ID) if it is one the
+    /// client should get. SERVFAIL and REFUSED count as failures so the next target is tried.
+    pub async fn attempt(
+        &self,
+        query: &[u8],
+        q: &Question,
+        deadline: Instant,
+    ) -> Result<Vec<u8>, AttemptError> {
+        let started = Instant::now();
+        self.metrics.queries.inc();
+        let result = match &self.transport {
+            Transport::Do53(t) => {
+                let mut trace = Do53Trace::default();
+                let r = t.exchange(query, q, deadline, &mut trace).await;
+                if trace.tcp_retry {
+                    self.metrics.tcp_retries.inc();
+                }
+                r
+            }
+        };
+        let result = result.and_then(|answer| match wire::rcode(&answer) {
+            2 => Err(AttemptError::Rcode("SERVFAIL")),
+            5 => Err(AttemptError::Rcode("REFUSED")),
+            _ => Ok(answer),
+        });
+        self.metrics
+            .duration
+            .observe(started.elapsed().as_secs_f64());
+        match &result {
+            Ok(_) => {
+                self.metrics.ok.inc();
+                if self.failures_in_a_row.swap(0, Ordering::Relaxed) != 0 {
+                    self.metrics.healthy.set(1);
+                }
+            }
+            Err(e) => {
+                match e.outcome() {
+                    "timeout" => self.metrics.timeout.inc(),
+                    "servfail" => self.metrics.servfail.inc(),
+                    "refused" => self.metrics.refused.inc(),
+                    _ => self.metrics.error.inc(),
+                }
+                let n = self.failures_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
+                self.last_failure_ms
+                    .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+                if n >= UNHEALTHY_AFTER {
+                    self.metrics.healthy.set(0);
+                }
+                tracing::debug!(target = %self.label, error = %e, "attempt failed");
+            }
+        }
+        result
+    }
+}
+
+/// The targets of one rule (or of the default resolver), in failover order.
+#[derive(Clone, Debug, Default)]
+pub struct TargetSet {
+    targets: Vec<Arc<Target>>,
+}
+
+/// The result of forwarding a query.
+#[derive(Debug)]
+pub struct Forwarded {
+    /// The answer, or `None` when every attempt failed.
+    pub answer: Option<Vec<u8>>,
+    /// The target that gave the answer (or the last one tried).
+    pub target: Option<Arc<Target>>,
+}
+
+impl TargetSet {
+    pub fn new(targets: Vec<Arc<Target>>) -> Self {
+        TargetSet { targets }
+    }
+
+    pub fn targets(&self) -> &[Arc<Target>] {
+        &self.targets
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.targets.is_empty()
+    }
+
+    /// True if at least one target is healthy.
+    pub fn any_healthy(&self) -> bool {
+        self.targets.iter().any(|t| t.is_healthy())
+    }
+
+    /// Forwards `query` to the targets in turn: a random healthy one first, then the other
+    /// healthy ones, then the unhealthy ones, each attempt bounded by `attempt` and all of them
+    /// by `budget`.
+    pub async fn forward(
+        &self,
+        query: &[u8],
+        q: &Question,
+        attempt: Duration,
+        budget: Duration,
+    ) -> Forwarded {
+        let n = self.targets.len();
+        let mut last = None;
+        if n == 0 {
+            return Forwarded {
+                answer: None,
+                target: None,
+            };
+        }
+        let until = Instant::now() + budget;
+        let start = if n == 1 { 0 } else { rand::random_range(0..n) };
+        for pass_healthy in [true, false] {
+            for k in 0..n {
+                let t = &self.targets[(start + k) % n];
+                if t.is_healthy() != pass_healthy {
+                    continue;
+                }
+                if Instant::now() >= until {
+                    return Forwarded {
+                        answer: None,
+                        target: last,
+                    };
+                }
+                let deadline = deadline_within(attempt, until);
+                last = Some(t.clone());
+                if let Ok(answer) = t.attempt(query, q, deadline).await {
+                    return Forwarded {
+                        answer: Some(answer),
+                        target: last,
+                    };
+                }
+            }
+        }
+        Forwarded {
+            answer: None,
+            target: last,
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! The `dohgate` binary as users run it: exit codes and error messages.
+
+use std::io::Write;
+use std::process::Command;
+
+fn dohgate(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_dohgate"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run dohgate");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+fn config_file(text: &str) -> tempfile_path::TempPath {
+    tempfile_path::TempPath::with(text)
+}
+
+mod tempfile_path {
+    use super::*;
+
+    /// A file under the system temp directory, removed on drop.
+    pub struct TempPath(pub std::path::PathBuf);
+
+    impl TempPath {
+        pub fn with(text: &str) -> Self {
+            let path = std::env::temp_dir().join(format!(
+                "dohgate-test-{}-{}.toml",
+                std::process::id(),
+                rand::random::<u64>()
+            ));
+            let mut f = std::fs::File::create(&path).expect("create temp config");
+            f.write_all(text.as_bytes()).expect("write temp config");
+            TempPath(path)
+        }
+
+        pub fn as_str(&self) -> &str {
+            self.0.to_str().expect("utf-8 temp path")
+        }
+    }
+
+    impl Drop for TempPath {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
+#[test]
+fn check_config_prints_the_effective_configuration() {
+    let f = config_file(
+        "[resolver]\ntargets = [\"127.0.0.1:5300\"]\n[[inbound]]\nname = \"dc\"\nlisten = [\"127.0.0.1:5353\"]\n\
+         [[outbound]]\nname = \"o\"\n[[rule]]\nname = \"corp\"\ndomain = \"corp.test\"\ntype = \"forward\"\n\
+         outbound = \"o\"\ntargets = [\"127.0.0.1:5301\"]\n",
+    );
+    let (code, out, err) = dohgate(&["check-config", f.as_str()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("rule \"corp\": forward corp.test. via o to 127.0.0.1:5301"),
+        "{out}"
+    );
+    assert!(out.contains("configuration is valid"));
+}
+
+#[test]
+fn config_errors_name_the_file_line_and_key() {
+    let f = config_file(
+        "[[inbound]]\nname = \"dc\"\nlisten = [\"127.0.0.1:5353\"]\nallow = [\"10.0.0.0/40\"]\n",
+    );
+    let (code, _, err) = dohgate(&["check-config", f.as_str()]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains(&format!("{}:4: inbound[0].allow[0]", f.as_str())),
+        "{err}"
+    );
+
+    let f = config_file("[admin]\nlisten = \"127.0.0.1:9153\"\nport = 1\n");
+    let (code, _, err) = dohgate(&["--config", f.as_str()]);
+    assert_eq!(code, 2);
+    assert!(err.contains(":3:") && err.contains("port"), "{err}");
+
+    let f = config_file(
+        "[[rule]]\nname = \"r\"\ndomain = \"x.test\"\ntype = \"forward\"\noutbound = \"missing\"\ntargets = [\"127.0.0.1\"]\n",
+    );
+    let (code, _, err) = dohgate(&["check-config", f.as_str()]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains(":5: rule[0].outbound") && err.contains("missing"),
+        "{err}"
+    );
+
+    let (code, _, err) = dohgate(&["check-config", "/nonexistent/dohgate.toml"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("cannot read"), "{err}");
+}
+
+#[test]
+fn bad_flags_are_rejected_before_anything_binds() {
+    let (code, _, err) = dohgate(&[
+        "--forward",
+        "corp.test=dns.corp.test",
+        "--listen-do53",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--forward"), "{err}");
+    let (code, _, _) = dohgate(&["--listen-do53", "not-an-address"]);
+    assert_eq!(code, 2, "clap rejects it");
+}
+
+#[test]
+fn version_and_help() {
+    let (code, out, _) = dohgate(&["--version"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("dohgate "), "{out}");
+    let (code, out, _) = dohgate(&["--help"]);
+    assert_eq!(code, 0);
+    for flag in [
+        "--config",
+        "--listen-do53",
+        "--upstream",
+        "--forward",
+        "--system",
+        "--admin",
+    ] {
+        assert!(out.contains(flag), "--help mentions {flag}");
+    }
+}
