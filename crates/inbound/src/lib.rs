@@ -2,8 +2,14 @@
 //! DoH-FIPS over HTTPS. Each one decodes its framing, hands the query to the core `Handler`
 //! seam, and encodes the reply; rules, forwarding and query metrics live behind the seam.
 
+pub mod doh;
+pub mod error;
 pub mod metrics;
 pub mod tcp;
+pub mod tls;
 pub mod udp;
 
+pub use doh::{DohListener, DohOptions};
+pub use error::{DohError, TlsError};
 pub use metrics::InboundMetrics;
+pub use tls::fips_available;
