@@ -3,4 +3,5 @@
 
 mod cli;
 mod do53;
+mod docs;
 mod support;
