@@ -299,8 +299,8 @@ impl Answer {
         let mut addrs = Vec::new();
         let mut authority_types = Vec::new();
         let mut pos = read_question(raw).map_or(12, |(_, _, end)| end);
-        for section in 1..=3 {
-            for _ in 0..counts[section] {
+        for (section, &count) in counts.iter().enumerate().skip(1) {
+            for _ in 0..count {
                 pos = skip_name(raw, pos);
                 let rtype = c(pos);
                 let rdlen = c(pos + 8) as usize;

@@ -479,14 +479,14 @@ impl FileConfig {
                 0,
             )?,
         };
-        if let Some(q) = &t.query_ms {
-            if timeouts.query < timeouts.attempt {
-                return Err(cx.err(
-                    "timeouts.query_ms",
-                    q.span(),
-                    "must not be shorter than timeouts.attempt_ms",
-                ));
-            }
+        if let Some(q) = &t.query_ms
+            && timeouts.query < timeouts.attempt
+        {
+            return Err(cx.err(
+                "timeouts.query_ms",
+                q.span(),
+                "must not be shorter than timeouts.attempt_ms",
+            ));
         }
 
         let l = self.limits.unwrap_or_default();

@@ -96,10 +96,10 @@ pub fn parse_addr(s: &str, default_port: u16) -> Result<SocketAddr, String> {
     if let Ok(ip) = s.parse::<IpAddr>() {
         return Ok(SocketAddr::new(ip, default_port));
     }
-    if let Some(inner) = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
-        if let Ok(ip) = inner.parse::<IpAddr>() {
-            return Ok(SocketAddr::new(ip, default_port));
-        }
+    if let Some(inner) = s.strip_prefix('[').and_then(|r| r.strip_suffix(']'))
+        && let Ok(ip) = inner.parse::<IpAddr>()
+    {
+        return Ok(SocketAddr::new(ip, default_port));
     }
     Err(
         "not an IP address with optional port (names are not accepted: targets are addresses)"

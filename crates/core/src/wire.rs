@@ -459,11 +459,11 @@ pub fn truncate_for_udp(answer: Vec<u8>, limit: usize) -> Vec<u8> {
     out.extend_from_slice(&answer[..q.end]);
     out[2] |= (FLAG_TC >> 8) as u8;
     out[4..12].copy_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
-    if let Some((start, end)) = opt {
-        if out.len() + (end - start) <= limit {
-            out.extend_from_slice(&answer[start..end]);
-            out[10..12].copy_from_slice(&1u16.to_be_bytes());
-        }
+    if let Some((start, end)) = opt
+        && out.len() + (end - start) <= limit
+    {
+        out.extend_from_slice(&answer[start..end]);
+        out[10..12].copy_from_slice(&1u16.to_be_bytes());
     }
     out
 }
