@@ -3,5 +3,6 @@
 
 mod cli;
 mod do53;
+mod doh;
 mod docs;
 mod support;

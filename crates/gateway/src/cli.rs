@@ -18,8 +18,9 @@ pub const EMBEDDED_DEFAULT: &str = include_str!("default.toml");
     version,
     about = "A DNS gateway for hybrid networks: Do53, DoH and DoH-FIPS in, Route 53-style forwarding rules out",
     long_about = "A DNS gateway for hybrid networks: Do53, DoH and DoH-FIPS in, Route 53-style forwarding rules out.\n\n\
-        With no arguments it runs an embedded default: Do53 on 127.0.0.1:5353 (UDP and TCP), the admin \
-        listener on 127.0.0.1:9153, and the nameservers of /etc/resolv.conf as the default resolver.\n\n\
+        With no arguments it runs an embedded default: Do53 on 127.0.0.1:5353 (UDP and TCP), DoH on \
+        127.0.0.1:8443 with a self-signed certificate made at start, the admin listener on 127.0.0.1:9153, \
+        and the nameservers of /etc/resolv.conf as the default resolver.\n\n\
         A TARGET is IP or IP:PORT for Do53 ([IPv6]:PORT for IPv6), or https://IP[:PORT][/PATH] for DoH.\n\
         Flags add to or override the configuration file. Log filtering follows RUST_LOG (e.g. RUST_LOG=debug)."
 )]
@@ -326,6 +327,11 @@ mod tests {
             c.inbound[0].do53,
             vec!["127.0.0.1:5353".parse::<SocketAddr>().expect("addr")]
         );
+        assert_eq!(
+            c.inbound[0].doh,
+            vec!["127.0.0.1:8443".parse::<SocketAddr>().expect("addr")]
+        );
+        assert!(c.inbound[0].tls.is_none());
         assert_eq!(c.admin, Some("127.0.0.1:9153".parse().expect("addr")));
         assert!(c.resolver.from_system);
         assert!(c.resolver.locally_served_zones);

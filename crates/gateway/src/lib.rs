@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod cli;
+pub mod doh;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -51,6 +52,7 @@ pub struct RunningGateway {
     grace: Duration,
     registry: Registry,
     resolver: Arc<Resolver>,
+    self_signed: Option<doh::SelfSignedCert>,
 }
 
 impl RunningGateway {
@@ -69,6 +71,11 @@ impl RunningGateway {
 
     pub fn resolver(&self) -> &Arc<Resolver> {
         &self.resolver
+    }
+
+    /// The certificate generated at start for DoH endpoints without certificate files.
+    pub fn self_signed(&self) -> Option<&doh::SelfSignedCert> {
+        self.self_signed.as_ref()
     }
 
     /// A token that stops the gateway when cancelled.
@@ -126,8 +133,16 @@ pub async fn start(mut config: Config) -> anyhow::Result<RunningGateway> {
         .map_err(|e| anyhow::anyhow!("{e}"))?,
     );
 
+    let (mut doh_tls, self_signed) = doh::prepare_tls(&config)?;
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
+    let doh_spawner = doh::Spawner {
+        handler: &resolver,
+        metrics: &inbound_metrics,
+        shutdown: &shutdown,
+        tracker: &tracker,
+        grace: config.timeouts.shutdown_grace,
+    };
     let mut addrs = LocalAddrs::default();
     let tcp_options = tcp::TcpOptions {
         idle_timeout: config.timeouts.tcp_idle,
@@ -160,6 +175,8 @@ pub async fn start(mut config: Config) -> anyhow::Result<RunningGateway> {
                 shutdown.clone(),
             ));
         }
+        let tls = std::mem::take(&mut doh_tls[id]);
+        doh_spawner.endpoint(ep, &endpoint, tls, &mut addrs).await?;
     }
 
     let health = Arc::new(Health {
@@ -187,6 +204,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<RunningGateway> {
         grace: config.timeouts.shutdown_grace,
         registry,
         resolver,
+        self_signed,
     })
 }
 

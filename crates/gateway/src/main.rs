@@ -108,6 +108,41 @@ fn print_banner(gateway: &dohgate::RunningGateway) {
     if let Some(addr) = gateway.do53_addr() {
         println!("try: dig @{} -p {} localhost A", addr.ip(), addr.port());
     }
+    print_doh_hints(gateway);
+}
+
+/// Says how to reach the first DoH listener, and how to trust a self-signed certificate.
+fn print_doh_hints(gateway: &dohgate::RunningGateway) {
+    let a = gateway.addrs();
+    let Some((_, addr)) = a.doh.first().or(a.doh_fips.first()) else {
+        return;
+    };
+    // A GET for `localhost A` with ID 0 (RFC 8484 §4.1).
+    const LOCALHOST_A: &str = "AAABAAABAAAAAAAACWxvY2FsaG9zdAAAAQAB";
+    let (ip, port) = (addr.ip(), addr.port());
+    match gateway.self_signed() {
+        Some(cert) => {
+            println!(
+                "  tls: self-signed certificate made at start (for localhost and the listen addresses)"
+            );
+            println!("       SHA-256 fingerprint {}", cert.sha256_fingerprint);
+            if let Some(file) = &cert.pem_file {
+                println!(
+                    "try: kdig @{ip} -p {port} +https +tls-ca={} +tls-hostname=localhost localhost A",
+                    file.display()
+                );
+            } else {
+                println!(
+                    "try: kdig @{ip} -p {port} +https +tls-pin={} localhost A",
+                    cert.spki_pin
+                );
+            }
+            println!(
+                "try: curl -k -sS -o /dev/null -w '%{{http_code}} %{{content_type}}\\n' 'https://{addr}/dns-query?dns={LOCALHOST_A}'"
+            );
+        }
+        None => println!("try: kdig @{ip} -p {port} +https localhost A"),
+    }
 }
 
 async fn wait_for_signal() {

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::ServerConfig;
+pub use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
 use rustls::server::ServerSessionMemoryCache;
 use rustls_pki_types::pem::PemObject;
