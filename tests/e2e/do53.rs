@@ -484,3 +484,26 @@ async fn admin_reports_health_readiness_and_metrics() {
     assert_eq!(status, 503, "{body}");
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_target_with_a_closed_port_fails_over_at_once() {
+    let good = Stub::start(Behavior::Answer(IP_CORP)).await;
+    let closed = {
+        let s = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        s.local_addr().expect("addr")
+    };
+    // An attempt timeout longer than the client's patience: only the ICMP port-unreachable
+    // can make the failover quick enough.
+    let gw = gateway(&format!(
+        "[timeouts]\nattempt_ms = 8000\nquery_ms = 9000\n{}{OUTBOUND}{}",
+        resolver(&good),
+        forward_rule("corp", "corp.test", &[closed, good.addr]),
+    ))
+    .await;
+    let addr = gw.do53_addr().expect("do53");
+    for i in 0..8u16 {
+        let a = udp(addr, &query(i, &format!("h{i}.corp.test"), A, None)).await;
+        assert_eq!(a.addrs, vec![IP_CORP], "query {i}");
+    }
+    gw.shutdown().await;
+}

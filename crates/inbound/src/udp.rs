@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use dohgate_core::handler::{DnsRequest, Endpoint, Handler, Transport};
 use dohgate_core::{Protocol, wire};
+use prometheus::IntCounter;
 use tokio::net::UdpSocket;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -17,12 +18,15 @@ pub struct UdpOptions {
     /// Queries being answered at once; past it the listener stops reading and the kernel's
     /// socket buffer absorbs the burst.
     pub max_in_flight: usize,
+    /// Tasks reading the socket at once; one per worker thread by default.
+    pub receive_loops: usize,
 }
 
 impl Default for UdpOptions {
     fn default() -> Self {
         UdpOptions {
             max_in_flight: 4096,
+            receive_loops: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 }
@@ -46,6 +50,33 @@ pub async fn serve<H: Handler>(
         metrics
             .dropped
             .with_label_values(&[endpoint.name.as_str(), "do53", "unanswerable"]);
+    // One receive loop per worker thread on the same socket, so reading datagrams is spread
+    // over the cores instead of funnelled through one task.
+    let loops = options.receive_loops.max(1);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..loops {
+        tasks.spawn(receive_loop(
+            socket.clone(),
+            handler.clone(),
+            endpoint.clone(),
+            in_flight.clone(),
+            unanswerable.clone(),
+            shutdown.clone(),
+        ));
+    }
+    while tasks.join_next().await.is_some() {}
+    // Every permit back means every query in flight has been answered.
+    let _ = in_flight.acquire_many(options.max_in_flight as u32).await;
+}
+
+async fn receive_loop<H: Handler>(
+    socket: Arc<UdpSocket>,
+    handler: Arc<H>,
+    endpoint: Arc<Endpoint>,
+    in_flight: Arc<Semaphore>,
+    unanswerable: IntCounter,
+    shutdown: CancellationToken,
+) {
     let mut buf = vec![0u8; wire::MAX_MESSAGE_LEN];
     loop {
         let permit = tokio::select! {
@@ -90,8 +121,6 @@ pub async fn serve<H: Handler>(
             drop(permit);
         });
     }
-    // Every permit back means every query in flight has been answered.
-    let _ = in_flight.acquire_many(options.max_in_flight as u32).await;
 }
 
 /// The largest UDP answer the client accepts: its EDNS payload size, at least 512.

@@ -1,24 +1,66 @@
 //! Do53 targets: DNS over UDP with a retry over TCP when the answer is truncated.
 //!
-//! Each UDP attempt uses a fresh socket on a random source port (the kernel's ephemeral port
-//! choice) connected to the target, and a fresh random ID, so an off-path attacker has to guess
-//! both (RFC 5452). A connected socket only delivers datagrams from the target's address and
-//! port; an answer is accepted only if its ID and question also match.
+//! UDP queries to a target go out over a small pool of connected sockets, each on its own
+//! random ephemeral port, with a fresh random ID per attempt; one task per socket reads the
+//! answers and hands each to the query waiting for its ID. A connected socket only delivers
+//! datagrams from the target's address and port, and an answer is accepted only if its ID and
+//! question match (RFC 5452). Sockets are replaced after a number of queries, so the source
+//! ports keep changing. Reusing sockets instead of opening one per query removes a socket,
+//! bind, connect, epoll registration and close from every query.
 
+use std::collections::HashMap;
+use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dohgate_core::wire::{self, Question};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::oneshot;
 use tokio::time::{Instant, timeout_at};
 
 use crate::error::AttemptError;
+
+/// Connected UDP sockets per target: an off-path attacker has to hit one of these ports and
+/// the 16-bit ID.
+const POOL_SOCKETS: usize = 16;
+/// Queries a socket carries before it is replaced by one on a new random port.
+const QUERIES_PER_SOCKET: u32 = 4096;
+/// How long a replaced socket keeps reading, for answers to queries still in flight on it.
+const RETIRED_SOCKET_LINGER: Duration = Duration::from_secs(10);
 
 /// A classic DNS target.
 #[derive(Debug)]
 pub struct Do53Target {
     addr: SocketAddr,
+    slots: Vec<tokio::sync::Mutex<Option<Arc<PooledSocket>>>>,
+    next: AtomicUsize,
+}
+
+/// One connected socket and the queries waiting for an answer on it.
+#[derive(Debug)]
+struct PooledSocket {
+    socket: UdpSocket,
+    waiting: Mutex<HashMap<u16, oneshot::Sender<io::Result<Vec<u8>>>>>,
+    uses: AtomicU32,
+    retired: tokio::sync::Notify,
+}
+
+/// Removes a query's entry from its socket's table when the query ends, however it ends
+/// (answer, timeout, or the caller giving up).
+struct Registration<'a> {
+    socket: &'a PooledSocket,
+    id: u16,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut w) = self.socket.waiting.lock() {
+            w.remove(&self.id);
+        }
+    }
 }
 
 /// How an exchange went, for metrics.
@@ -30,7 +72,13 @@ pub struct Do53Trace {
 
 impl Do53Target {
     pub fn new(addr: SocketAddr) -> Self {
-        Do53Target { addr }
+        Do53Target {
+            addr,
+            slots: (0..POOL_SOCKETS)
+                .map(|_| tokio::sync::Mutex::new(None))
+                .collect(),
+            next: AtomicUsize::new(0),
+        }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -45,10 +93,8 @@ impl Do53Target {
         deadline: Instant,
         trace: &mut Do53Trace,
     ) -> Result<Vec<u8>, AttemptError> {
-        let id: u16 = rand::random();
         let mut wire_query = query.to_vec();
-        wire::set_id(&mut wire_query, id);
-        let answer = match timeout_at(deadline, self.udp(&wire_query, q, id)).await {
+        let answer = match timeout_at(deadline, self.udp(&mut wire_query, q)).await {
             Ok(r) => r?,
             Err(_) => return Err(AttemptError::Timeout),
         };
@@ -70,25 +116,69 @@ impl Do53Target {
         Ok(answer)
     }
 
-    async fn udp(&self, query: &[u8], q: &Question, id: u16) -> Result<Vec<u8>, AttemptError> {
+    /// A socket of the pool, opening (or replacing a worn-out) one as needed.
+    async fn socket(&self) -> io::Result<Arc<PooledSocket>> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+        let mut slot = self.slots[i].lock().await;
+        if let Some(s) = slot.as_ref() {
+            if s.uses.fetch_add(1, Ordering::Relaxed) < QUERIES_PER_SOCKET {
+                return Ok(s.clone());
+            }
+            s.retired.notify_one();
+        }
         let local: SocketAddr = if self.addr.is_ipv4() {
             (Ipv4Addr::UNSPECIFIED, 0).into()
         } else {
             (Ipv6Addr::UNSPECIFIED, 0).into()
         };
-        let sock = UdpSocket::bind(local).await?;
-        sock.connect(self.addr).await?;
-        sock.send(query).await?;
-        let mut buf = vec![0u8; wire::MAX_MESSAGE_LEN];
-        loop {
-            let n = sock.recv(&mut buf).await?;
-            let answer = &buf[..n];
-            // Anything else arriving on this port is a stray or a spoofing attempt: keep
-            // waiting for the real answer until the deadline.
-            if accept(query, q, answer, id).is_ok() {
-                buf.truncate(n);
-                return Ok(buf);
+        let socket = UdpSocket::bind(local).await?;
+        socket.connect(self.addr).await?;
+        let fresh = Arc::new(PooledSocket {
+            socket,
+            waiting: Mutex::new(HashMap::new()),
+            uses: AtomicU32::new(1),
+            retired: tokio::sync::Notify::new(),
+        });
+        tokio::spawn(read_answers(fresh.clone()));
+        *slot = Some(fresh.clone());
+        Ok(fresh)
+    }
+
+    async fn udp(&self, query: &mut [u8], q: &Question) -> Result<Vec<u8>, AttemptError> {
+        let socket = self.socket().await?;
+        let (tx, mut rx) = oneshot::channel();
+        let id = {
+            let mut waiting = socket
+                .waiting
+                .lock()
+                .map_err(|_| AttemptError::BadAnswer("socket table poisoned".into()))?;
+            let mut id: u16 = rand::random();
+            while waiting.contains_key(&id) {
+                id = rand::random();
             }
+            waiting.insert(id, tx);
+            id
+        };
+        let _registration = Registration {
+            socket: &socket,
+            id,
+        };
+        wire::set_id(query, id);
+        socket.socket.send(query).await?;
+        loop {
+            let answer = rx
+                .await
+                .map_err(|_| AttemptError::Io(io::Error::other("upstream socket closed")))??;
+            if accept(query, q, &answer, id).is_ok() {
+                return Ok(answer);
+            }
+            // Right ID, wrong question: a stray or a spoofing attempt. Keep waiting for the
+            // real answer until the deadline.
+            let (tx, next) = oneshot::channel();
+            if let Ok(mut w) = socket.waiting.lock() {
+                w.insert(id, tx);
+            }
+            rx = next;
         }
     }
 
@@ -122,6 +212,52 @@ pub fn accept(query: &[u8], q: &Question, answer: &[u8], id: u16) -> Result<(), 
         return Err(AttemptError::Mismatch("question"));
     }
     Ok(())
+}
+
+/// Reads the answers arriving on one pooled socket and hands each to the query waiting for its
+/// ID; datagrams nobody waits for are dropped. Ends a while after the socket is retired.
+async fn read_answers(socket: Arc<PooledSocket>) {
+    let mut buf = vec![0u8; wire::MAX_MESSAGE_LEN];
+    let mut linger_until: Option<Instant> = None;
+    loop {
+        let received = match linger_until {
+            None => tokio::select! {
+                r = socket.socket.recv(&mut buf) => r,
+                _ = socket.retired.notified() => {
+                    linger_until = Some(Instant::now() + RETIRED_SOCKET_LINGER);
+                    continue;
+                }
+            },
+            Some(until) => match timeout_at(until, socket.socket.recv(&mut buf)).await {
+                Ok(r) => r,
+                Err(_) => return,
+            },
+        };
+        let n = match received {
+            Ok(n) => n,
+            // An ICMP port unreachable (the target is down) cannot be tied to one query, but
+            // every query on this socket went to that target: fail them all now rather than
+            // let each wait out its timeout. The socket itself stays usable.
+            Err(e) => {
+                let failed: Vec<_> = socket
+                    .waiting
+                    .lock()
+                    .map(|mut w| w.drain().collect())
+                    .unwrap_or_default();
+                for (_, tx) in failed {
+                    let _ = tx.send(Err(io::Error::new(e.kind(), e.to_string())));
+                }
+                continue;
+            }
+        };
+        let Some(id) = wire::id(&buf[..n]) else {
+            continue;
+        };
+        let waiter = socket.waiting.lock().ok().and_then(|mut w| w.remove(&id));
+        if let Some(tx) = waiter {
+            let _ = tx.send(Ok(buf[..n].to_vec()));
+        }
+    }
 }
 
 /// A deadline `d` from now, never past `limit`.
