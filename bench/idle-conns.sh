@@ -10,7 +10,7 @@
 # PID on exit; the whole script is bounded in time.
 #
 # Environment knobs:
-#   CONNS=10000 HOLD=10 CONCURRENCY=200 SERVERS="dnsdist dohgate" BASE_PORT=45400
+#   CONNS=10000 HOLD=10 CONCURRENCY=200 SERVERS="dnsdist dohgate" BASE_PORT=25400
 #   OUT_DIR=bench/out DOHGATE_BIN=target/release/dohgate DOHGATE_BUILD=1 DOHGATE_ARGS=
 #   DOH_IDLE_TIMEOUT=300 (dnsdist's DoH idleTimeout here, so it does not close them first)
 #   TIME_LIMIT=(auto) SKIP_INSTALL=0 KEEP_TMP=0
@@ -28,7 +28,7 @@ CONNS=${CONNS:-10000}
 HOLD=${HOLD:-10}
 CONCURRENCY=${CONCURRENCY:-200}
 SERVERS=${SERVERS:-dnsdist dohgate}
-BASE_PORT=${BASE_PORT:-45400}
+BASE_PORT=${BASE_PORT:-25400}
 OUT_DIR=${OUT_DIR:-$BENCH_DIR/out}
 export DOH_IDLE_TIMEOUT=${DOH_IDLE_TIMEOUT:-300}
 [[ $CONNS =~ ^[0-9]+$ && $CONNS -ge 1 ]] || { echo "CONNS must be a positive integer" >&2; exit 2; }

@@ -133,7 +133,7 @@ EOF
 check_ports() {
     local p
     for p in "$@"; do
-        port_free "$p" || die "127.0.0.1:$p is in use; set BASE_PORT to another value"
+        port_free "$p" || die "127.0.0.1:$p is in use (a server, or a client socket of an earlier run if it is in the ephemeral range $(tr '\t' - </proc/sys/net/ipv4/ip_local_port_range)); set BASE_PORT to another value"
     done
 }
 

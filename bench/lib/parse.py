@@ -49,7 +49,9 @@ def dnsperf(summary_path: str, verbose_path: str) -> list:
     m = re.search(r"Response codes:\s+(.*)", text)
     rcodes = ""
     if m:
-        rcodes = " ".join(f"{a} {b}" for a, b in re.findall(r"([A-Z]+) \d+ \(([\d.]+%)\)", m.group(1)))
+        # shares for the expected codes, counts too for the others (SERVFAIL 0.00% hides 12)
+        rcodes = " ".join(f"{a} {b}" if a in ("NOERROR", "NXDOMAIN") else f"{a} {n} ({b})"
+                          for a, n, b in re.findall(r"([A-Z]+) (\d+) \(([\d.]+%)\)", m.group(1)))
     counts: dict = {}
     n = 0
     with open(verbose_path, errors="replace") as f:
