@@ -27,6 +27,15 @@ if [[ ${1:-} == -h || ${1:-} == --help ]]; then
     exit 0
 fi
 
+# The knobs given in the environment, for the command line shown in the report.
+KNOBS=""
+for v in ROUNDS DURATION MODES SERVERS KNOT_MODES BASE_PORT DNSPERF_CLIENTS DNSPERF_OUTSTANDING \
+    DNSPERF_EXTRA H2_CLIENTS H2_STREAMS H2LOAD_EXTRA NAMES QUERIES DOHGATE_BIN DOHGATE_ARGS \
+    DNSDIST_LISTENERS DNSDIST_EXTRA_CONF KNOT_UDP_WORKERS KNOT_TCP_WORKERS CACHE_ENTRIES; do
+    [[ -n ${!v:-} ]] && KNOBS+="$v=$(printf '%q' "${!v}") "
+done
+export DOHGATE_BENCH_KNOBS=${DOHGATE_BENCH_KNOBS:-$KNOBS}
+
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
 MODES=${MODES:-udp tcp doh udp-cache tcp-cache doh-cache}
@@ -111,16 +120,27 @@ mem_gib=$(awk '/^MemTotal/ { printf "%.0f", $2 / 1048576 }' /proc/meminfo)
 dg_version="not available"
 if [[ -x $DOHGATE_BIN ]]; then
     dg_version="$(timeout 5 "$DOHGATE_BIN" --version 2>/dev/null | head -1 || true) (binary built $(date -r "$DOHGATE_BIN" '+%Y-%m-%d %H:%M'))"
+    if [[ -d $REPO_DIR/crates && -n $(find "$REPO_DIR/crates" -name '*.rs' -newer "$DOHGATE_BIN" 2>/dev/null | head -1) ]]; then
+        dg_version="$dg_version, OLDER than some sources in crates/: rebuild for current figures"
+        log "WARNING: $DOHGATE_BIN is older than some sources in crates/"
+    fi
 fi
-git_rev=$(git -C "$REPO_DIR" rev-parse --short HEAD 2>/dev/null || echo unknown)
-git -C "$REPO_DIR" diff --quiet HEAD -- crates 2>/dev/null || git_rev="$git_rev (with uncommitted changes in crates/)"
+dg_cache_note="no-cache runs \`--no-cache\`"
+if [[ -n $DOHGATE_HELP ]] && ! dohgate_has cache; then
+    dg_cache_note="this dohgate has no cache (no flag about it in --help): it runs the no-cache modes as is"
+fi
+git_rev=unknown
+if command -v git >/dev/null 2>&1 && git -C "$REPO_DIR" rev-parse --git-dir >/dev/null 2>&1; then
+    git_rev=$(git -C "$REPO_DIR" rev-parse --short HEAD 2>/dev/null || echo unknown)
+    git -C "$REPO_DIR" diff --quiet HEAD -- crates 2>/dev/null || git_rev="$git_rev (uncommitted changes in crates/ at run time)"
+fi
 {
-    echo "- Date: $(date -u '+%Y-%m-%d %H:%M UTC'); command: \`ROUNDS=$ROUNDS DURATION=$DURATION MODES=\"$MODES\" bench/run.sh\`"
+    echo "- Date: $(date -u '+%Y-%m-%d %H:%M UTC'); command: \`${DOHGATE_BENCH_KNOBS}bench/run.sh\` (rounds $ROUNDS, $DURATION s per run, modes: $MODES)"
     echo "- Machine: $(nproc) CPUs ($cpu_model), ${mem_gib} GiB RAM, Linux $(uname -r); load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "- dohgate: $dg_version, git $git_rev; dnsdist $(dnsdist --version 2>/dev/null | head -1 | awk '{print $2}'); Knot $("$KNOTD" --version | awk '{print $NF}') (udp-workers ${KNOT_UDP_WORKERS:-1}, tcp-workers ${KNOT_TCP_WORKERS:-1}); dnsperf $(dnsperf -h 2>&1 | awk '/^Version/ {print $2}'); h2load $(h2load --version | awk '{print $2}')"
     echo "- Load: dnsperf \`-c $DNSPERF_CLIENTS -q $DNSPERF_OUTSTANDING -l $DURATION -e ${DNSPERF_EXTRA:-}\` (UDP; \`-m tcp\` for TCP); h2load \`-c $H2_CLIENTS -m $H2_STREAMS -D $DURATION ${H2LOAD_EXTRA:-}\` over $N_URIS distinct GET URIs; $ROUNDS rounds per mode, servers in alternation (dnsdist, dohgate$(grep -qw udp <<<"$KNOT_MODES" && echo ", Knot direct for the UDP ceiling"))"
     echo "- Data: $(cat "$DATA/mix.txt")"
-    echo "- dnsdist: default settings, ${DNSDIST_LISTENERS:-1} Do53 listener(s), health checks off; cache runs: \`newPacketCache(${CACHE_ENTRIES:-200000})\` on the default pool. dohgate: cache runs use its default cache, no-cache runs \`--no-cache\`${DOHGATE_ARGS:+, extra args \`$DOHGATE_ARGS\`}"
+    echo "- dnsdist: default settings, ${DNSDIST_LISTENERS:-1} Do53 listener(s), health checks off; cache runs: \`newPacketCache(${CACHE_ENTRIES:-200000})\` on the default pool. dohgate: cache runs use its default cache, ${dg_cache_note}${DOHGATE_ARGS:+, extra args \`$DOHGATE_ARGS\`}"
 } >"$RUN_OUT/meta.md"
 
 # ---------------------------------------------------------------- one load run
