@@ -360,19 +360,16 @@ impl<H: Handler> Shared<H> {
         client: SocketAddr,
         transport: Transport,
     ) -> Result<Vec<u8>, DohError> {
-        if req.uri().path() != self.options.path {
-            return Err(DohError::NotFound);
+        let (head, body) = req.into_parts();
+        let mut body = Some(body);
+        let result = self.decode(&head, &mut body).await;
+        if let Some(body) = body {
+            // Refused before its body was read: read a DNS-sized body anyway, since some
+            // HTTP/2 clients (curl) take the reset that cuts off an unread body as a failure
+            // and never show the error answer.
+            let _ = read_body(body, self.options.request_timeout).await;
         }
-        let message = match *req.method() {
-            Method::GET => dns_param(req.uri().query())?,
-            Method::POST => {
-                if !is_dns_message(req.headers().get(CONTENT_TYPE)) {
-                    return Err(DohError::UnsupportedMediaType);
-                }
-                read_body(req.into_body(), self.options.request_timeout).await?
-            }
-            _ => return Err(DohError::MethodNotAllowed),
-        };
+        let message = result?;
         if message.len() < wire::HEADER_LEN {
             // Without a header there is no ID to answer with.
             return Err(DohError::Malformed(dohgate_core::WireError::Truncated));
@@ -391,6 +388,32 @@ impl<H: Handler> Shared<H> {
             return Err(DohError::Malformed(e));
         }
         reply.message.ok_or(DohError::NoAnswer)
+    }
+}
+
+impl<H: Handler> Shared<H> {
+    /// The query a request carries; `body` is taken only when it is read.
+    async fn decode(
+        &self,
+        head: &http::request::Parts,
+        body: &mut Option<Incoming>,
+    ) -> Result<Vec<u8>, DohError> {
+        if head.uri.path() != self.options.path {
+            return Err(DohError::NotFound);
+        }
+        match head.method {
+            Method::GET => dns_param(head.uri.query()),
+            Method::POST => {
+                if !is_dns_message(head.headers.get(CONTENT_TYPE)) {
+                    return Err(DohError::UnsupportedMediaType);
+                }
+                match body.take() {
+                    Some(body) => read_body(body, self.options.request_timeout).await,
+                    None => Err(DohError::BodyAborted),
+                }
+            }
+            _ => Err(DohError::MethodNotAllowed),
+        }
     }
 }
 
