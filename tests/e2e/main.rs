@@ -3,6 +3,7 @@
 
 mod cli;
 mod do53;
-mod doh;
 mod docs;
+mod doh;
+mod doh_out;
 mod support;

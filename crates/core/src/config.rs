@@ -220,7 +220,7 @@ impl Default for Limits {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
@@ -767,6 +767,9 @@ impl FileConfig {
                         }
                         if spec.ca_file.is_none() {
                             spec.ca_file = ob.ca_file.clone();
+                        }
+                        if spec.protocol != Protocol::Do53 {
+                            spec.client_cert = ob.client_cert.clone();
                         }
                         rule.targets.push(spec);
                     }

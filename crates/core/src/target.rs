@@ -32,6 +32,9 @@ pub struct TargetSpec {
     pub ca_file: Option<PathBuf>,
     /// DoH: POST or GET.
     pub method: DohMethod,
+    /// DoH: the client certificate and key for targets that require mutual TLS (from the
+    /// outbound endpoint).
+    pub client_cert: Option<crate::config::TlsFiles>,
 }
 
 impl TargetSpec {
@@ -43,6 +46,7 @@ impl TargetSpec {
             path: DEFAULT_DOH_PATH.to_string(),
             ca_file: None,
             method: DohMethod::Post,
+            client_cert: None,
         }
     }
 

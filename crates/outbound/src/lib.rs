@@ -3,6 +3,7 @@
 //! resolver over Do53 (or DoH), failing over between targets as Route 53 does.
 
 pub mod do53;
+pub mod doh;
 pub mod error;
 pub mod metrics;
 pub mod resolver;

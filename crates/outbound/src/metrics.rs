@@ -24,6 +24,10 @@ pub struct OutboundMetrics {
     pub target_duration: HistogramVec,
     pub target_healthy: IntGaugeVec,
     pub target_tcp_retries: IntCounterVec,
+    pub target_connections: IntGaugeVec,
+    pub target_connection_failures: IntCounterVec,
+    pub target_tls_failures: IntCounterVec,
+    pub target_stale_retries: IntCounterVec,
 }
 
 impl OutboundMetrics {
@@ -51,6 +55,14 @@ impl OutboundMetrics {
             &["target", "protocol"],
         )?;
         registry.register(Box::new(target_healthy.clone()))?;
+        let target_connections = IntGaugeVec::new(
+            Opts::new(
+                "dohgate_target_connections",
+                "Connections open to each DoH target",
+            ),
+            &["target", "protocol"],
+        )?;
+        registry.register(Box::new(target_connections.clone()))?;
         Ok(OutboundMetrics {
             queries: counter(
                 "dohgate_queries_total",
@@ -102,6 +114,22 @@ impl OutboundMetrics {
                 "dohgate_target_tcp_retries_total",
                 "UDP answers that came back truncated and were asked again over TCP",
                 &["target"],
+            )?,
+            target_connections,
+            target_connection_failures: counter(
+                "dohgate_target_connection_failures_total",
+                "Connections to a DoH target that could not be set up (TCP, TLS or HTTP handshake)",
+                &["target", "protocol"],
+            )?,
+            target_tls_failures: counter(
+                "dohgate_target_tls_failures_total",
+                "TLS handshakes with a DoH target that failed, certificate errors included",
+                &["target", "protocol"],
+            )?,
+            target_stale_retries: counter(
+                "dohgate_target_stale_retries_total",
+                "Queries asked again on a fresh connection because their connection to a DoH target died",
+                &["target", "protocol"],
             )?,
         })
     }

@@ -15,6 +15,7 @@ use prometheus::{Histogram, IntCounter, IntGauge};
 use tokio::time::Instant;
 
 use crate::do53::{Do53Target, Do53Trace, deadline_within};
+use crate::doh::{DohMetrics, DohTarget};
 use crate::error::AttemptError;
 use crate::metrics::OutboundMetrics;
 
@@ -27,6 +28,7 @@ const RETRY_UNHEALTHY_AFTER: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub enum Transport {
     Do53(Do53Target),
+    Doh(Box<DohTarget>),
 }
 
 /// The per-target metric handles, resolved once at start so the query path does no label
@@ -59,16 +61,15 @@ pub struct Target {
 
 impl Target {
     pub fn new(spec: TargetSpec, metrics: &OutboundMetrics) -> Result<Self, AttemptError> {
-        let transport = match spec.protocol {
-            Protocol::Do53 => Transport::Do53(Do53Target::new(spec.addr)),
-            Protocol::DoH | Protocol::DohFips => {
-                return Err(AttemptError::BadAnswer(format!(
-                    "target {spec}: DoH targets are not supported by this build"
-                )));
-            }
-        };
         let label = spec.label();
         let proto = spec.protocol.as_str();
+        let transport = match spec.protocol {
+            Protocol::Do53 => Transport::Do53(Do53Target::new(spec.addr)),
+            Protocol::DoH | Protocol::DohFips => Transport::Doh(Box::new(DohTarget::new(
+                &spec,
+                DohMetrics::new(metrics, &label, proto),
+            )?)),
+        };
         let outcome = |o: &str| {
             metrics
                 .target_outcomes
@@ -142,6 +143,7 @@ impl Target {
                 }
                 r
             }
+            Transport::Doh(t) => t.exchange(query, q, deadline).await,
         };
         let result = result.and_then(|answer| match wire::rcode(&answer) {
             2 => Err(AttemptError::Rcode("SERVFAIL")),
