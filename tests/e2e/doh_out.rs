@@ -937,6 +937,52 @@ async fn a_doh_fips_target_is_refused_at_start_without_the_fips_build() {
     assert!(text.contains("--features fips"), "{text}");
 }
 
+#[cfg(feature = "fips")]
+#[tokio::test]
+async fn a_doh_fips_target_talks_to_a_doh_fips_listener() {
+    let corp = Stub::start(Behavior::Answer(IP_CORP)).await;
+    let default = Stub::start(Behavior::Answer(IP_DEFAULT)).await;
+    let a = gateway(&format!(
+        "{}[[inbound]]\nname = \"gov\"\nlisten = [\"127.0.0.1:0\"]\nlisten_doh_fips = [\"127.0.0.1:0\"]\n\
+         tls_cert = \"{}\"\ntls_key = \"{}\"\n",
+        resolver(&corp),
+        cert("localhost-ecdsa-chain.pem"),
+        cert("localhost-ecdsa.key"),
+    ))
+    .await;
+    let a_fips = a.addrs().doh_fips[0].1;
+    let b = gateway(&format!(
+        "{}{}",
+        resolver(&default),
+        doh_rules(&[(
+            "gov",
+            "gov.test",
+            vec![format!(
+                "{{ address = \"{a_fips}\", protocol = \"doh-fips\" }}"
+            )]
+        )])
+    ))
+    .await;
+    let answer = ask(&b, 0x0f1f, "www.gov.test").await;
+    assert_eq!((answer.rcode, answer.addrs), (NOERROR, vec![IP_CORP]));
+    let m = metrics(&b).await;
+    assert_eq!(
+        metric(
+            &m,
+            "dohgate_target_outcomes_total",
+            &[("protocol", "doh-fips"), ("outcome", "ok")]
+        ),
+        1.0
+    );
+    let m = metrics(&a).await;
+    assert_eq!(
+        metric(&m, "dohgate_queries_total", &[("protocol", "doh-fips")]),
+        1.0
+    );
+    b.shutdown().await;
+    a.shutdown().await;
+}
+
 #[tokio::test]
 async fn the_command_line_forwards_over_doh_with_a_ca_file() {
     use clap::Parser as _;
