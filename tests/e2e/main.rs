@@ -6,4 +6,5 @@ mod do53;
 mod docs;
 mod doh;
 mod doh_out;
+mod observability;
 mod support;

@@ -31,6 +31,7 @@ pub struct FileConfig {
     pub resolver: Option<ResolverFile>,
     pub timeouts: Option<TimeoutsFile>,
     pub limits: Option<LimitsFile>,
+    pub query_log: Option<QueryLogFile>,
     #[serde(default)]
     pub inbound: Vec<Spanned<InboundFile>>,
     #[serde(default)]
@@ -71,6 +72,16 @@ pub struct LimitsFile {
     pub tcp_queries_in_flight: Option<Spanned<u64>>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryLogFile {
+    /// A file, or `-` for standard output; absent: no query log (unless `--query-log`).
+    pub path: Option<Spanned<String>>,
+    pub max_bytes: Option<Spanned<u64>>,
+    pub keep: Option<Spanned<u64>>,
+    pub queue: Option<Spanned<u64>>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InboundFile {
@@ -92,6 +103,8 @@ pub struct InboundFile {
     pub tls_cert: Option<Spanned<String>>,
     pub tls_key: Option<Spanned<String>>,
     pub doh_path: Option<Spanned<String>>,
+    /// Queries per second the endpoint is rated for (capacity status metric).
+    pub capacity_qps: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -166,6 +179,7 @@ pub struct Config {
     pub resolver: ResolverConfig,
     pub timeouts: Timeouts,
     pub limits: Limits,
+    pub query_log: QueryLogConfig,
     pub inbound: Vec<InboundEndpoint>,
     pub outbound: Vec<OutboundEndpoint>,
     /// The configured rules (the auto-defined ones are added by [`Config::rule_set`]).
@@ -220,6 +234,51 @@ impl Default for Limits {
     }
 }
 
+/// Where query logs go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum QueryLogDest {
+    Stdout,
+    File(PathBuf),
+}
+
+impl QueryLogDest {
+    /// `-` is standard output; anything else a file.
+    pub fn parse(s: &str) -> Self {
+        if s == "-" {
+            QueryLogDest::Stdout
+        } else {
+            QueryLogDest::File(PathBuf::from(s))
+        }
+    }
+}
+
+/// The query log (off unless `dest` is set).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueryLogConfig {
+    pub dest: Option<QueryLogDest>,
+    /// A file reaching this size is rotated (`FILE` -> `FILE.1` -> ... -> `FILE.<keep>`).
+    pub max_bytes: u64,
+    /// Rotated files kept besides the current one.
+    pub keep: usize,
+    /// Records waiting to be written; beyond this they are dropped and counted, so a slow disk
+    /// never slows queries.
+    pub queue: usize,
+}
+
+impl Default for QueryLogConfig {
+    fn default() -> Self {
+        QueryLogConfig {
+            dest: None,
+            max_bytes: 100 * 1024 * 1024,
+            keep: 5,
+            queue: 8192,
+        }
+    }
+}
+
+/// Route 53's rating of one endpoint address: 10,000 queries per second.
+pub const CAPACITY_QPS_PER_ADDRESS: u64 = 10_000;
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct TlsFiles {
     pub cert: PathBuf,
@@ -238,6 +297,8 @@ pub struct InboundEndpoint {
     pub allow: Vec<IpNet>,
     pub tls: Option<TlsFiles>,
     pub doh_path: String,
+    /// The configured capacity; `None`: [`CAPACITY_QPS_PER_ADDRESS`] per listen address.
+    pub capacity_qps: Option<u64>,
 }
 
 impl InboundEndpoint {
@@ -252,7 +313,18 @@ impl InboundEndpoint {
             allow: Vec::new(),
             tls: None,
             doh_path: DEFAULT_DOH_PATH.to_string(),
+            capacity_qps: None,
         }
+    }
+
+    /// Queries per second the endpoint is rated for: the configured value, or Route 53's
+    /// 10,000 per listen address.
+    pub fn capacity_qps(&self) -> u64 {
+        self.capacity_qps.unwrap_or_else(|| {
+            let addrs =
+                self.do53.len() + self.doh.len() + self.doh_fips.len() + self.doh_plain.len();
+            CAPACITY_QPS_PER_ADDRESS * addrs.max(1) as u64
+        })
     }
 
     /// Recomputes `protocols` from the listen addresses.
@@ -514,6 +586,36 @@ impl FileConfig {
             )?,
         };
 
+        let ql = self.query_log.unwrap_or_default();
+        let dq = QueryLogConfig::default();
+        let bounded =
+            |key: &str, v: &Option<Spanned<u64>>, default: u64, min: u64, max: u64| match v {
+                None => Ok(default),
+                Some(s) if !(min..=max).contains(s.get_ref()) => {
+                    Err(cx.err(key, s.span(), format!("must be between {min} and {max}")))
+                }
+                Some(s) => Ok(*s.get_ref()),
+            };
+        let query_log = QueryLogConfig {
+            dest: match &ql.path {
+                Some(p) if p.get_ref().is_empty() => {
+                    return Err(cx.err("query_log.path", p.span(), "must not be empty"));
+                }
+                Some(p) if p.get_ref() == "-" => Some(QueryLogDest::Stdout),
+                Some(p) => Some(QueryLogDest::File(cx.path(p.get_ref()))),
+                None => None,
+            },
+            max_bytes: bounded(
+                "query_log.max_bytes",
+                &ql.max_bytes,
+                dq.max_bytes,
+                4096,
+                u64::MAX,
+            )?,
+            keep: bounded("query_log.keep", &ql.keep, dq.keep as u64, 0, 1000)? as usize,
+            queue: bounded("query_log.queue", &ql.queue, dq.queue as u64, 1, 1 << 20)? as usize,
+        };
+
         let r = self.resolver.unwrap_or_default();
         let resolver = match &r.targets {
             Some(list) => ResolverConfig {
@@ -627,6 +729,12 @@ impl FileConfig {
                     return Err(cx.err(key("doh_path"), p.span(), "must start with '/'"));
                 }
                 e.doh_path = p.get_ref().clone();
+            }
+            if let Some(c) = &f.capacity_qps {
+                if *c.get_ref() == 0 {
+                    return Err(cx.err(key("capacity_qps"), c.span(), "must be at least 1"));
+                }
+                e.capacity_qps = Some(*c.get_ref());
             }
             inbound.push(e);
         }
@@ -793,6 +901,7 @@ impl FileConfig {
             resolver,
             timeouts,
             limits,
+            query_log,
             inbound,
             outbound,
             rules,
@@ -940,5 +1049,24 @@ type = "system"
         );
         assert_eq!(t.len(), 2);
         assert_eq!(t[1].addr, "[::1]:53".parse().expect("addr"));
+    }
+
+    #[test]
+    fn capacity_and_query_log() {
+        let c = parse(
+            "[query_log]\npath = \"q.log\"\nkeep = 2\n[[inbound]]\nname = \"a\"\nlisten = [\"127.0.0.1:53\", \"[::1]:53\"]\n[[inbound]]\nname = \"b\"\nlisten = [\"127.0.0.2:53\"]\ncapacity_qps = 500\n",
+            Some(Path::new("/var/log/dohgate")),
+        )
+        .expect("valid");
+        assert_eq!(c.inbound[0].capacity_qps(), 20_000);
+        assert_eq!(c.inbound[1].capacity_qps(), 500);
+        assert_eq!(
+            c.query_log.dest,
+            Some(QueryLogDest::File(PathBuf::from("/var/log/dohgate/q.log")))
+        );
+        assert_eq!((c.query_log.keep, c.query_log.queue), (2, 8192));
+        let e = error_of("[query_log]\npath = \"-\"\nqueue = 0\n");
+        assert_eq!(e.key, "query_log.queue");
+        assert!(parse("", None).expect("valid").query_log.dest.is_none());
     }
 }

@@ -1,5 +1,6 @@
 //! The admin listener: Prometheus `/metrics`, `/healthz` (the process is alive) and `/readyz`
-//! (listeners bound and the default resolver has a healthy target), for Kubernetes probes.
+//! (listeners bound, configuration loaded and the default resolver has a healthy target), for
+//! Kubernetes probes.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -64,17 +65,24 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
 }
 
 async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
-    if !state.health.listening.load(Ordering::Acquire) {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: listeners are not bound yet\n",
-        );
-    }
-    if !state.health.resolver.default_ready() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: the default resolver has no healthy target\n",
-        );
-    }
-    (StatusCode::OK, "ready\n")
+    let h = &state.health;
+    let listening = h.listening.load(Ordering::Acquire);
+    let config = h.config_loaded.load(Ordering::Acquire);
+    let targets = h.resolver.default_targets().targets();
+    let healthy = targets.iter().filter(|t| t.is_healthy()).count();
+    let ready = listening && config && healthy > 0;
+    // Every check is listed, passing or not, so one look at a failing probe tells why.
+    let body = format!(
+        "{}\nlisteners: {}\nconfig: {}\ndefault resolver: {healthy} of {} targets healthy\n",
+        if ready { "ready" } else { "not ready" },
+        if listening { "bound" } else { "not bound yet" },
+        if config { "loaded" } else { "not loaded" },
+        targets.len(),
+    );
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, body)
 }

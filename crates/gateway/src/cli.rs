@@ -75,6 +75,11 @@ pub struct Cli {
     /// Admin listener address (/metrics, /healthz, /readyz).
     #[arg(long, value_name = "ADDR")]
     pub admin: Option<SocketAddr>,
+
+    /// Log every query as one JSON line (Route 53 Resolver query log fields) to FILE, or to
+    /// standard output with `-`; see docs/query-logs.md. Overrides [query_log] path.
+    #[arg(long, value_name = "FILE")]
+    pub query_log: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -185,6 +190,15 @@ impl Cli {
         if let Some(admin) = self.admin {
             config.admin = Some(admin);
         }
+        if let Some(path) = &self.query_log {
+            if path.is_empty() {
+                return Err(flag_err(
+                    "--query-log",
+                    "give a file, or - for standard output",
+                ));
+            }
+            config.query_log.dest = Some(config::QueryLogDest::parse(path));
+        }
         Ok(())
     }
 
@@ -244,6 +258,18 @@ pub fn describe(config: &Config) -> String {
         "timeouts: attempt {:?}, query {:?}, tcp idle {:?}, shutdown grace {:?}",
         t.attempt, t.query, t.tcp_idle, t.shutdown_grace
     );
+    let q = &config.query_log;
+    let _ = match &q.dest {
+        None => writeln!(out, "query log: off"),
+        Some(config::QueryLogDest::Stdout) => writeln!(out, "query log: standard output"),
+        Some(config::QueryLogDest::File(p)) => writeln!(
+            out,
+            "query log: {} (rotated at {} bytes, {} kept)",
+            p.display(),
+            q.max_bytes,
+            q.keep
+        ),
+    };
     for ep in &config.inbound {
         let _ = writeln!(out, "inbound {:?} ({}):", ep.name, ep.protocols);
         let list = |a: &[SocketAddr]| {
@@ -283,6 +309,7 @@ pub fn describe(config: &Config) -> String {
                 .join(", ")
         };
         let _ = writeln!(out, "  allow: {allow}");
+        let _ = writeln!(out, "  capacity: {} queries/s", ep.capacity_qps());
     }
     for ob in &config.outbound {
         let _ = writeln!(out, "outbound {:?} ({})", ob.name, ob.protocols);
@@ -366,6 +393,24 @@ mod tests {
             rules.match_name("www.corp.test").map(|r| r.kind),
             Some(RuleKind::System)
         );
+    }
+
+    #[test]
+    fn query_log_flag_sets_the_destination() {
+        let c = cli(&["--query-log", "-"]).load_config().expect("valid");
+        assert_eq!(c.query_log.dest, Some(config::QueryLogDest::Stdout));
+        let c = cli(&["--query-log", "/var/log/dohgate/queries.log"])
+            .load_config()
+            .expect("valid");
+        assert_eq!(
+            c.query_log.dest,
+            Some(config::QueryLogDest::File(PathBuf::from(
+                "/var/log/dohgate/queries.log"
+            )))
+        );
+        let off = cli(&[]).load_config().expect("valid");
+        assert!(off.query_log.dest.is_none());
+        assert!(describe(&c).contains("query log: /var/log/dohgate/queries.log"));
     }
 
     #[test]

@@ -5,8 +5,11 @@
 //! addresses back from [`RunningGateway`] even when the configuration asked for port 0.
 
 pub mod admin;
+pub mod capacity;
 pub mod cli;
 pub mod doh;
+pub mod metrics;
+pub mod querylog;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -40,6 +43,8 @@ pub struct LocalAddrs {
 pub struct Health {
     /// Every listener is bound.
     pub listening: AtomicBool,
+    /// The configuration in force was read and validated.
+    pub config_loaded: AtomicBool,
     pub resolver: Arc<Resolver>,
 }
 
@@ -117,6 +122,8 @@ pub async fn start(mut config: Config) -> anyhow::Result<RunningGateway> {
     let registry = Registry::new();
     let inbound_metrics = InboundMetrics::register(&registry)?;
     let outbound_metrics = OutboundMetrics::register(&registry)?;
+    let gateway_metrics = metrics::GatewayMetrics::register(&registry)?;
+    let capacity = capacity::Watcher::new(&config.inbound, &outbound_metrics, &gateway_metrics);
     let rules = config.rule_set()?;
     let endpoint_names: Vec<String> = config.inbound.iter().map(|e| e.name.clone()).collect();
     let resolver = Arc::new(
@@ -132,6 +139,13 @@ pub async fn start(mut config: Config) -> anyhow::Result<RunningGateway> {
         )
         .map_err(|e| anyhow::anyhow!("{e}"))?,
     );
+    if let Some(log) = querylog::start(
+        &config.query_log,
+        resolver.rules(),
+        &gateway_metrics.query_log_dropped,
+    )? {
+        resolver.set_query_log(log);
+    }
 
     let (mut doh_tls, self_signed) = doh::prepare_tls(&config)?;
     let shutdown = CancellationToken::new();
@@ -179,8 +193,10 @@ pub async fn start(mut config: Config) -> anyhow::Result<RunningGateway> {
         doh_spawner.endpoint(ep, &endpoint, tls, &mut addrs).await?;
     }
 
+    tracker.spawn(capacity.run(shutdown.clone()));
     let health = Arc::new(Health {
         listening: AtomicBool::new(false),
+        config_loaded: AtomicBool::new(true),
         resolver: resolver.clone(),
     });
     if let Some(admin_addr) = config.admin {

@@ -58,6 +58,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: config::Config) -> ExitCode {
+    let log_on_stdout = config.query_log.dest == Some(config::QueryLogDest::Stdout);
     let gateway = match dohgate::start(config).await {
         Ok(g) => g,
         Err(e) => {
@@ -65,7 +66,12 @@ async fn run(config: config::Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    print_banner(&gateway);
+    if log_on_stdout {
+        // Standard output carries only JSON lines then, for whatever reads them.
+        tracing::info!("the query log is on standard output: no start-up banner");
+    } else {
+        print_banner(&gateway);
+    }
     let token = gateway.shutdown_token();
     tokio::spawn(async move {
         wait_for_signal().await;

@@ -6,10 +6,12 @@ pub mod do53;
 pub mod doh;
 pub mod error;
 pub mod metrics;
+pub mod querylog;
 pub mod resolver;
 pub mod target;
 
 pub use error::AttemptError;
 pub use metrics::OutboundMetrics;
+pub use querylog::{QueryLog, QueryRecord, Route};
 pub use resolver::{Resolver, ResolverOptions};
 pub use target::{Target, TargetSet};

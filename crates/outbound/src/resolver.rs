@@ -5,7 +5,7 @@
 //! once, for every protocol.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use dohgate_core::handler::{DnsRequest, Handler, Reply, Transport};
@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use crate::error::AttemptError;
 use crate::metrics::OutboundMetrics;
+use crate::querylog::{QueryLog, Route};
 use crate::target::{Target, TargetSet};
 
 /// Timeouts of the forwarding path.
@@ -111,6 +112,8 @@ pub struct Resolver {
     options: ResolverOptions,
     metrics: OutboundMetrics,
     endpoints: Vec<EndpointHandles>,
+    /// Set once at start when the query log is on.
+    query_log: OnceLock<QueryLog>,
 }
 
 impl Resolver {
@@ -176,7 +179,13 @@ impl Resolver {
             options,
             metrics,
             endpoints,
+            query_log: OnceLock::new(),
         })
+    }
+
+    /// Sends a record of every query to `log` from now on; only the first call has effect.
+    pub fn set_query_log(&self, log: QueryLog) {
+        let _ = self.query_log.set(log);
     }
 
     /// The default resolver's targets.
@@ -195,6 +204,11 @@ impl Resolver {
 
     /// Resolves one query; see the module documentation for the steps.
     pub async fn resolve(&self, req: &DnsRequest) -> Reply {
+        self.resolve_routed(req, &mut Route::default()).await
+    }
+
+    /// [`Resolver::resolve`], noting in `route` the rule and target the query went to.
+    pub async fn resolve_routed(&self, req: &DnsRequest, route: &mut Route) -> Reply {
         let msg = &req.message;
         if !req.endpoint.allow.allows(req.client.ip()) {
             self.metrics
@@ -222,24 +236,32 @@ impl Resolver {
         let answer = match self.rules.match_wire(q.question.name(msg)) {
             Some((i, rule)) => {
                 self.rule_matches[i].inc();
+                route.rule = Some(i);
                 match rule.kind {
                     RuleKind::Local => local::answer(msg, &q, &self.rule_zones[i]),
-                    RuleKind::Forward => self.forward(&self.rule_targets[i], msg, &q).await,
-                    RuleKind::System => self.forward(&self.default, msg, &q).await,
+                    RuleKind::Forward => self.forward(&self.rule_targets[i], msg, &q, route).await,
+                    RuleKind::System => self.forward(&self.default, msg, &q, route).await,
                 }
             }
             None => {
                 self.default_matches.inc();
-                self.forward(&self.default, msg, &q).await
+                self.forward(&self.default, msg, &q, route).await
             }
         };
         Reply::message(answer)
     }
 
-    async fn forward(&self, targets: &TargetSet, msg: &[u8], q: &Query) -> Vec<u8> {
+    async fn forward(
+        &self,
+        targets: &TargetSet,
+        msg: &[u8],
+        q: &Query,
+        route: &mut Route,
+    ) -> Vec<u8> {
         let forwarded = targets
             .forward(msg, &q.question, self.options.attempt, self.options.budget)
             .await;
+        route.target = forwarded.target;
         match forwarded.answer {
             Some(mut answer) => {
                 // The client gets its own ID and its question exactly as sent (0x20 case
@@ -301,8 +323,12 @@ impl Resolver {
 impl Handler for Resolver {
     async fn handle(&self, request: DnsRequest) -> Reply {
         let started = Instant::now();
-        let reply = self.resolve(&request).await;
+        let mut route = Route::default();
+        let reply = self.resolve_routed(&request, &mut route).await;
         self.count(&request, &reply, started);
+        if let Some(log) = self.query_log.get() {
+            log.record(request, &reply, route, started);
+        }
         reply
     }
 }
