@@ -27,6 +27,13 @@ pub enum Behavior {
     BigTxt(usize),
     /// Like `Answer`, but names whose first label starts with "slow" wait this long.
     SlowNames(Ipv4Addr, Duration),
+    /// Like `Answer`, with this TTL.
+    AnswerTtl(Ipv4Addr, u32),
+    /// NXDOMAIN with an SOA for `example.test.` in the authority section: (SOA TTL, MINIMUM).
+    NxDomainSoa(u32, u32),
+    /// Like `Answer`, plus an A record owned by this name in this section (1 answer,
+    /// 2 authority, 3 additional): the shape of a cache poisoning attempt.
+    AnswerWithExtra(Ipv4Addr, u8, String),
 }
 
 /// One query a stub received.
@@ -152,6 +159,30 @@ impl Stub {
                 }
                 Some(response(query, qend, 0, &[a_record(ip)]))
             }
+            Behavior::AnswerTtl(ip, ttl) => {
+                let mut r = a_record(ip);
+                r[6..10].copy_from_slice(&ttl.to_be_bytes());
+                Some(response(query, qend, 0, &[r]))
+            }
+            Behavior::NxDomainSoa(ttl, minimum) => {
+                let mut out = response(query, qend, 3, &[]);
+                let (opt, nscount_at) = (out.split_off(qend), 8);
+                out[nscount_at..nscount_at + 2].copy_from_slice(&1u16.to_be_bytes());
+                out.extend_from_slice(&soa_record(ttl, minimum));
+                out.extend_from_slice(&opt);
+                Some(out)
+            }
+            Behavior::AnswerWithExtra(ip, section, owner) => {
+                let mut out = response(query, qend, 0, &[a_record(ip)]);
+                let opt = out.split_off(qend + a_record(ip).len());
+                let at = 4 + 2 * section as usize;
+                let count = u16::from_be_bytes([out[at], out[at + 1]]) + 1;
+                out[at..at + 2].copy_from_slice(&count.to_be_bytes());
+                out.extend_from_slice(&wire_name(&owner));
+                out.extend_from_slice(&[0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 198, 51, 100, 66]);
+                out.extend_from_slice(&opt);
+                Some(out)
+            }
             Behavior::BigTxt(size) => {
                 let full = response(query, qend, 0, &[txt_record(size)]);
                 let limit = edns_size(query, qend).map_or(512, |s| s.clamp(512, 1232) as usize);
@@ -230,6 +261,35 @@ fn response(query: &[u8], qend: usize, rcode: u8, answers: &[Vec<u8>]) -> Vec<u8
 fn a_record(ip: Ipv4Addr) -> Vec<u8> {
     let mut r = vec![0xc0, 12, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4];
     r.extend_from_slice(&ip.octets());
+    r
+}
+
+/// A name in uncompressed wire format.
+fn wire_name(name: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    for label in name
+        .trim_end_matches('.')
+        .split('.')
+        .filter(|l| !l.is_empty())
+    {
+        out.push(label.len() as u8);
+        out.extend_from_slice(label.as_bytes());
+    }
+    out.push(0);
+    out
+}
+
+fn soa_record(ttl: u32, minimum: u32) -> Vec<u8> {
+    let mut rdata = wire_name("ns.example.test");
+    rdata.extend(wire_name("admin.example.test"));
+    for v in [1u32, 3600, 600, 86400, minimum] {
+        rdata.extend_from_slice(&v.to_be_bytes());
+    }
+    let mut r = wire_name("example.test");
+    r.extend_from_slice(&[0, 6, 0, 1]);
+    r.extend_from_slice(&ttl.to_be_bytes());
+    r.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+    r.extend_from_slice(&rdata);
     r
 }
 

@@ -32,6 +32,7 @@ pub struct FileConfig {
     pub timeouts: Option<TimeoutsFile>,
     pub limits: Option<LimitsFile>,
     pub query_log: Option<QueryLogFile>,
+    pub cache: Option<CacheFile>,
     #[serde(default)]
     pub inbound: Vec<Spanned<InboundFile>>,
     #[serde(default)]
@@ -119,6 +120,18 @@ pub struct OutboundFile {
     pub client_key: Option<Spanned<String>>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheFile {
+    pub enabled: Option<bool>,
+    pub max_bytes: Option<Spanned<u64>>,
+    pub serve_stale_ms: Option<Spanned<u64>>,
+    pub stale_ttl: Option<Spanned<u64>>,
+    pub min_ttl: Option<Spanned<u64>>,
+    pub max_ttl: Option<Spanned<u64>>,
+    pub prefetch: Option<bool>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleFile {
@@ -129,6 +142,8 @@ pub struct RuleFile {
     pub outbound: Option<Spanned<String>>,
     #[serde(default)]
     pub targets: Vec<Spanned<TargetFile>>,
+    /// `false`: answers for this rule's names are never cached.
+    pub cache: Option<bool>,
 }
 
 /// A target as written: a string (`"10.0.0.2:53"`, `"https://10.0.0.3/dns-query"`) or a table.
@@ -180,6 +195,7 @@ pub struct Config {
     pub timeouts: Timeouts,
     pub limits: Limits,
     pub query_log: QueryLogConfig,
+    pub cache: CacheConfig,
     pub inbound: Vec<InboundEndpoint>,
     pub outbound: Vec<OutboundEndpoint>,
     /// The configured rules (the auto-defined ones are added by [`Config::rule_set`]).
@@ -272,6 +288,38 @@ impl Default for QueryLogConfig {
             max_bytes: 100 * 1024 * 1024,
             keep: 5,
             queue: 8192,
+        }
+    }
+}
+
+/// The answer cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheConfig {
+    pub enabled: bool,
+    /// Keys, answers and per-entry overhead together stay under this.
+    pub max_bytes: u64,
+    /// How long past its expiry an entry may still answer when every target fails (RFC 8767);
+    /// zero: never.
+    pub serve_stale: Duration,
+    /// The TTL of stale answers.
+    pub stale_ttl: u32,
+    /// Bounds for how long an answer is kept, whatever its records' TTLs say.
+    pub min_ttl: u32,
+    pub max_ttl: u32,
+    /// Refresh popular entries shortly before they expire.
+    pub prefetch: bool,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            enabled: true,
+            max_bytes: 64 * 1024 * 1024,
+            serve_stale: Duration::from_secs(86_400),
+            stale_ttl: 30,
+            min_ttl: 0,
+            max_ttl: 86_400,
+            prefetch: true,
         }
     }
 }
@@ -586,6 +634,45 @@ impl FileConfig {
             )?,
         };
 
+        let cf = self.cache.unwrap_or_default();
+        let dc = CacheConfig::default();
+        let within = |key: &str, v: &Option<Spanned<u64>>, default: u64, min: u64, max: u64| match v
+        {
+            None => Ok(default),
+            Some(s) if !(min..=max).contains(s.get_ref()) => {
+                Err(cx.err(key, s.span(), format!("must be between {min} and {max}")))
+            }
+            Some(s) => Ok(*s.get_ref()),
+        };
+        let day = u64::from(dc.max_ttl);
+        let cache = CacheConfig {
+            enabled: cf.enabled.unwrap_or(dc.enabled),
+            // Below 64 KiB a single large answer would not fit.
+            max_bytes: within(
+                "cache.max_bytes",
+                &cf.max_bytes,
+                dc.max_bytes,
+                65_536,
+                1 << 40,
+            )?,
+            serve_stale: Duration::from_millis(within(
+                "cache.serve_stale_ms",
+                &cf.serve_stale_ms,
+                dc.serve_stale.as_millis() as u64,
+                0,
+                30 * day * 1000,
+            )?),
+            stale_ttl: within("cache.stale_ttl", &cf.stale_ttl, 30, 1, day)? as u32,
+            min_ttl: within("cache.min_ttl", &cf.min_ttl, 0, 0, day)? as u32,
+            max_ttl: within("cache.max_ttl", &cf.max_ttl, day, 1, 7 * day)? as u32,
+            prefetch: cf.prefetch.unwrap_or(dc.prefetch),
+        };
+        if let Some(m) = &cf.min_ttl
+            && cache.min_ttl > cache.max_ttl
+        {
+            return Err(cx.err("cache.min_ttl", m.span(), "must not exceed cache.max_ttl"));
+        }
+
         let ql = self.query_log.unwrap_or_default();
         let dq = QueryLogConfig::default();
         let bounded =
@@ -833,6 +920,7 @@ impl FileConfig {
                 kind,
                 outbound: None,
                 targets: Vec::new(),
+                cache: f.cache.unwrap_or(true),
             };
             match kind {
                 RuleKind::Forward => {
@@ -902,6 +990,7 @@ impl FileConfig {
             timeouts,
             limits,
             query_log,
+            cache,
             inbound,
             outbound,
             rules,
@@ -1040,6 +1129,27 @@ type = "system"
         );
         assert!(c.inbound[0].protocols.contains(Protocol::DoH));
         assert!(c.inbound[0].doh.is_empty());
+    }
+
+    #[test]
+    fn cache_section_and_rule_opt_out() {
+        let c = parse("", None).expect("valid");
+        assert_eq!(c.cache, CacheConfig::default());
+        assert!(c.cache.enabled);
+        let c = parse(
+            "[cache]\nenabled = false\nmax_bytes = 1048576\nserve_stale_ms = 0\nmin_ttl = 5\nmax_ttl = 60\nprefetch = false\n[[rule]]\nname = \"r\"\ndomain = \"x.test\"\ntype = \"system\"\ncache = false\n",
+            None,
+        )
+        .expect("valid");
+        assert!(!c.cache.enabled && !c.cache.prefetch);
+        assert_eq!(c.cache.max_bytes, 1 << 20);
+        assert!(c.cache.serve_stale.is_zero());
+        assert_eq!((c.cache.min_ttl, c.cache.max_ttl), (5, 60));
+        assert!(!c.rules[0].cache);
+        let e = error_of("[cache]\nmin_ttl = 100\nmax_ttl = 60\n");
+        assert_eq!((e.key.as_str(), e.line), ("cache.min_ttl", Some(2)));
+        let e = error_of("[cache]\nmax_bytes = 10\n");
+        assert_eq!(e.key, "cache.max_bytes");
     }
 
     #[test]

@@ -51,6 +51,8 @@ pub struct ForwardingRule {
     pub outbound: Option<String>,
     /// Where a forward rule sends queries; tried from a random first one, then the others.
     pub targets: Vec<TargetSpec>,
+    /// Whether answers to the names it covers may be cached (`cache = false` opts out).
+    pub cache: bool,
 }
 
 impl ForwardingRule {
@@ -61,6 +63,7 @@ impl ForwardingRule {
             kind: RuleKind::Forward,
             outbound: None,
             targets,
+            cache: true,
         }
     }
 
@@ -71,6 +74,7 @@ impl ForwardingRule {
             kind: RuleKind::System,
             outbound: None,
             targets: Vec::new(),
+            cache: true,
         }
     }
 }
@@ -149,6 +153,7 @@ impl RuleSet {
                     kind: RuleKind::Local,
                     outbound: None,
                     targets: Vec::new(),
+                    cache: true,
                 });
             }
         }

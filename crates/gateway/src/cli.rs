@@ -76,6 +76,10 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR")]
     pub admin: Option<SocketAddr>,
 
+    /// Turn the answer cache off (overrides [cache] enabled): every query goes to a target.
+    #[arg(long)]
+    pub no_cache: bool,
+
     /// Log every query as one JSON line (Route 53 Resolver query log fields) to FILE, or to
     /// standard output with `-`; see docs/query-logs.md. Overrides [query_log] path.
     #[arg(long, value_name = "FILE")]
@@ -190,6 +194,9 @@ impl Cli {
         if let Some(admin) = self.admin {
             config.admin = Some(admin);
         }
+        if self.no_cache {
+            config.cache.enabled = false;
+        }
         if let Some(path) = &self.query_log {
             if path.is_empty() {
                 return Err(flag_err(
@@ -258,6 +265,21 @@ pub fn describe(config: &Config) -> String {
         "timeouts: attempt {:?}, query {:?}, tcp idle {:?}, shutdown grace {:?}",
         t.attempt, t.query, t.tcp_idle, t.shutdown_grace
     );
+    let c = &config.cache;
+    let _ = if c.enabled {
+        writeln!(
+            out,
+            "cache: {} bytes, TTLs {}..{} s, serve-stale {:?} (TTL {} s), prefetch {}",
+            c.max_bytes,
+            c.min_ttl,
+            c.max_ttl,
+            c.serve_stale,
+            c.stale_ttl,
+            if c.prefetch { "on" } else { "off" }
+        )
+    } else {
+        writeln!(out, "cache: off")
+    };
     let q = &config.query_log;
     let _ = match &q.dest {
         None => writeln!(out, "query log: off"),
@@ -411,6 +433,15 @@ mod tests {
         let off = cli(&[]).load_config().expect("valid");
         assert!(off.query_log.dest.is_none());
         assert!(describe(&c).contains("query log: /var/log/dohgate/queries.log"));
+    }
+
+    #[test]
+    fn no_cache_flag_turns_the_cache_off() {
+        let on = cli(&[]).load_config().expect("valid");
+        assert!(on.cache.enabled, "the cache is on by default");
+        let off = cli(&["--no-cache"]).load_config().expect("valid");
+        assert!(!off.cache.enabled);
+        assert!(describe(&off).contains("cache: off"));
     }
 
     #[test]

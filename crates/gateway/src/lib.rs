@@ -21,7 +21,7 @@ use dohgate_core::acl::AllowList;
 use dohgate_core::config::{self, Config};
 use dohgate_core::handler::Endpoint;
 use dohgate_inbound::{InboundMetrics, tcp, udp};
-use dohgate_outbound::{OutboundMetrics, Resolver, ResolverOptions};
+use dohgate_outbound::{AnswerCache, OutboundMetrics, Resolver, ResolverOptions};
 use prometheus::Registry;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
@@ -126,6 +126,10 @@ pub async fn start(mut config: Config) -> anyhow::Result<RunningGateway> {
     let capacity = capacity::Watcher::new(&config.inbound, &outbound_metrics, &gateway_metrics);
     let rules = config.rule_set()?;
     let endpoint_names: Vec<String> = config.inbound.iter().map(|e| e.name.clone()).collect();
+    let cache = config
+        .cache
+        .enabled
+        .then(|| Arc::new(AnswerCache::new(&config.cache, &outbound_metrics)));
     let resolver = Arc::new(
         Resolver::new(
             rules,
@@ -137,7 +141,8 @@ pub async fn start(mut config: Config) -> anyhow::Result<RunningGateway> {
             },
             outbound_metrics,
         )
-        .map_err(|e| anyhow::anyhow!("{e}"))?,
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .with_cache(cache),
     );
     if let Some(log) = querylog::start(
         &config.query_log,

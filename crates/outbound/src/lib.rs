@@ -2,6 +2,7 @@
 //! answers locally served zones, and sends everything else to a rule's targets or the default
 //! resolver over Do53 (or DoH), failing over between targets as Route 53 does.
 
+pub mod cache;
 pub mod do53;
 pub mod doh;
 pub mod error;
@@ -10,6 +11,7 @@ pub mod querylog;
 pub mod resolver;
 pub mod target;
 
+pub use cache::AnswerCache;
 pub use error::AttemptError;
 pub use metrics::OutboundMetrics;
 pub use querylog::{QueryLog, QueryRecord, Route};

@@ -3,7 +3,9 @@
 //! Labels are bounded by the configuration (endpoint, protocol, rule, target, rcode); the query
 //! name and the client address never become labels.
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 /// Buckets for DNS latencies: 100 µs to 10 s.
 pub const LATENCY_BUCKETS: &[f64] = &[
@@ -28,6 +30,13 @@ pub struct OutboundMetrics {
     pub target_connection_failures: IntCounterVec,
     pub target_tls_failures: IntCounterVec,
     pub target_stale_retries: IntCounterVec,
+    pub cache_hits: IntCounter,
+    pub cache_misses: IntCounter,
+    pub cache_stale_answers: IntCounter,
+    pub cache_prefetches: IntCounter,
+    pub cache_entries: IntGauge,
+    pub cache_bytes: IntGauge,
+    pub cache_uncacheable: IntCounterVec,
 }
 
 impl OutboundMetrics {
@@ -63,6 +72,16 @@ impl OutboundMetrics {
             &["target", "protocol"],
         )?;
         registry.register(Box::new(target_connections.clone()))?;
+        let single = |name: &str, help: &str| -> prometheus::Result<IntCounter> {
+            let c = IntCounter::new(name, help)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let gauge = |name: &str, help: &str| -> prometheus::Result<IntGauge> {
+            let g = IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
         Ok(OutboundMetrics {
             queries: counter(
                 "dohgate_queries_total",
@@ -130,6 +149,35 @@ impl OutboundMetrics {
                 "dohgate_target_stale_retries_total",
                 "Queries asked again on a fresh connection because their connection to a DoH target died",
                 &["target", "protocol"],
+            )?,
+            cache_hits: single(
+                "dohgate_cache_hits_total",
+                "Queries answered from the cache with a fresh entry",
+            )?,
+            cache_misses: single(
+                "dohgate_cache_misses_total",
+                "Cacheable queries the cache had no fresh entry for",
+            )?,
+            cache_stale_answers: single(
+                "dohgate_cache_stale_answers_total",
+                "Queries answered from an expired entry because every target failed (RFC 8767)",
+            )?,
+            cache_prefetches: single(
+                "dohgate_cache_prefetches_total",
+                "Popular entries refreshed in the background shortly before they expired",
+            )?,
+            cache_entries: gauge(
+                "dohgate_cache_entries",
+                "Entries in the cache, fresh and expired (set when an answer is stored)",
+            )?,
+            cache_bytes: gauge(
+                "dohgate_cache_bytes",
+                "Bytes the cache holds, counted against cache.max_bytes (set when an answer is stored)",
+            )?,
+            cache_uncacheable: counter(
+                "dohgate_cache_uncacheable_total",
+                "Answers not cached, by reason: rcode, truncated, zero_ttl, no_soa, question, chain, bailiwick, private, malformed",
+                &["reason"],
             )?,
         })
     }

@@ -3,6 +3,10 @@
 //! allow-list -> parse -> rule match -> local answer | forward to the rule's targets | default
 //! resolver -> the client's own ID and question put back -> reply. Metrics are counted here,
 //! once, for every protocol.
+//!
+//! Forwarded queries go through the [`AnswerCache`] when one is set and the rule allows it: a
+//! fresh entry answers without a target, a target's answer is offered to the cache, and when
+//! every target fails an expired entry may answer instead of SERVFAIL (RFC 8767).
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -15,6 +19,7 @@ use dohgate_core::{Protocol, TargetSpec, local};
 use prometheus::{Histogram, IntCounter};
 use tokio::time::Instant;
 
+use crate::cache::{AnswerCache, PrefetchPermit};
 use crate::error::AttemptError;
 use crate::metrics::OutboundMetrics;
 use crate::querylog::{QueryLog, Route};
@@ -114,7 +119,11 @@ pub struct Resolver {
     endpoints: Vec<EndpointHandles>,
     /// Set once at start when the query log is on.
     query_log: OnceLock<QueryLog>,
+    cache: Option<Arc<AnswerCache>>,
 }
+
+/// The bailiwick of the default resolver's answers: the root.
+const ROOT_ZONE: &[u8] = &[0];
 
 impl Resolver {
     /// Builds the pipeline. `endpoints` are the inbound endpoint names in id order.
@@ -180,7 +189,32 @@ impl Resolver {
             metrics,
             endpoints,
             query_log: OnceLock::new(),
+            cache: None,
         })
+    }
+
+    /// Answers forwarded queries from `cache` when it can, and stores what targets answer.
+    pub fn with_cache(mut self, cache: Option<Arc<AnswerCache>>) -> Self {
+        self.cache = cache;
+        self
+    }
+
+    pub fn cache(&self) -> Option<&Arc<AnswerCache>> {
+        self.cache.as_ref()
+    }
+
+    /// The bailiwick the cache checks answers against for rule `rule` (`None`: the default
+    /// resolver), or `None` when its answers are not cached.
+    fn cache_zone(&self, rule: Option<usize>) -> Option<&[u8]> {
+        self.cache.as_ref()?;
+        let Some(i) = rule else {
+            return Some(ROOT_ZONE);
+        };
+        let r = self.rules.get(i).filter(|r| r.cache)?;
+        match r.kind {
+            RuleKind::Forward => self.rule_zones.get(i).map(|z| &z[..]),
+            _ => Some(ROOT_ZONE),
+        }
     }
 
     /// Sends a record of every query to `log` from now on; only the first call has effect.
@@ -239,13 +273,21 @@ impl Resolver {
                 route.rule = Some(i);
                 match rule.kind {
                     RuleKind::Local => local::answer(msg, &q, &self.rule_zones[i]),
-                    RuleKind::Forward => self.forward(&self.rule_targets[i], msg, &q, route).await,
-                    RuleKind::System => self.forward(&self.default, msg, &q, route).await,
+                    RuleKind::Forward => {
+                        let zone = self.cache_zone(Some(i));
+                        self.forward(&self.rule_targets[i], msg, &q, zone, route)
+                            .await
+                    }
+                    RuleKind::System => {
+                        let zone = self.cache_zone(Some(i));
+                        self.forward(&self.default, msg, &q, zone, route).await
+                    }
                 }
             }
             None => {
                 self.default_matches.inc();
-                self.forward(&self.default, msg, &q, route).await
+                let zone = self.cache_zone(None);
+                self.forward(&self.default, msg, &q, zone, route).await
             }
         };
         Reply::message(answer)
@@ -256,14 +298,27 @@ impl Resolver {
         targets: &TargetSet,
         msg: &[u8],
         q: &Query,
+        cache_zone: Option<&[u8]>,
         route: &mut Route,
     ) -> Vec<u8> {
+        let cache = cache_zone.and_then(|z| self.cache.as_ref().map(|c| (c, z)));
+        if let Some((c, zone)) = cache
+            && let Some(hit) = c.lookup(msg, q, std::time::Instant::now())
+        {
+            if let Some(permit) = hit.prefetch {
+                self.prefetch(targets, msg, q, zone, permit);
+            }
+            return hit.answer;
+        }
         let forwarded = targets
             .forward(msg, &q.question, self.options.attempt, self.options.budget)
             .await;
         route.target = forwarded.target;
         match forwarded.answer {
             Some(mut answer) => {
+                if let Some((c, zone)) = cache {
+                    let _ = c.insert(msg, q, &answer, zone, std::time::Instant::now());
+                }
                 // The client gets its own ID and its question exactly as sent (0x20 case
                 // included): the target may have changed the case.
                 wire::set_id(&mut answer, q.id);
@@ -273,8 +328,47 @@ impl Resolver {
                 }
                 answer
             }
-            None => wire::error_response(msg, Rcode::ServFail).unwrap_or_default(),
+            None => {
+                // RFC 8767: an expired answer beats SERVFAIL when every target is down.
+                if let Some((c, _)) = cache
+                    && let Some(stale) = c.stale(msg, q, std::time::Instant::now())
+                {
+                    return stale;
+                }
+                wire::error_response(msg, Rcode::ServFail).unwrap_or_default()
+            }
         }
+    }
+
+    /// Asks `targets` again in the background and stores the answer, so a popular entry is
+    /// renewed before it expires; `permit` bounds how many run at once.
+    fn prefetch(
+        &self,
+        targets: &TargetSet,
+        msg: &[u8],
+        q: &Query,
+        zone: &[u8],
+        permit: PrefetchPermit,
+    ) {
+        let Some(cache) = self.cache.clone() else {
+            return;
+        };
+        let (targets, msg, zone, q, options) = (
+            targets.clone(),
+            msg.to_vec(),
+            zone.to_vec(),
+            *q,
+            self.options,
+        );
+        tokio::spawn(async move {
+            let forwarded = targets
+                .forward(&msg, &q.question, options.attempt, options.budget)
+                .await;
+            if let Some(answer) = forwarded.answer {
+                let _ = cache.insert(&msg, &q, &answer, &zone, std::time::Instant::now());
+            }
+            drop(permit);
+        });
     }
 
     fn count(&self, req: &DnsRequest, reply: &Reply, started: Instant) {
