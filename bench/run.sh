@@ -183,6 +183,9 @@ run_one() {
         rm -f "$WORK/load.log"
     else
         grep -v '^> ' "$WORK/load.out" >"$base.txt" || true
+        # keep (up to 200 of) the answers with an unexpected rcode or a timeout, to see which
+        { grep '^> ' "$WORK/load.out" | grep -vE '^> (NOERROR|NXDOMAIN) ' | head -200 >"$base.odd.txt"; } || true
+        [[ -s $base.odd.txt ]] || rm -f "$base.odd.txt"
         row=$(python3 "$BENCH_DIR/lib/parse.py" dnsperf "$WORK/load.out" "$WORK/load.out" 2>>"$base.txt") || row=""
     fi
     cat "$WORK/load.err" >>"$base.txt"
