@@ -48,12 +48,16 @@ fn every_toml_example_in_the_docs_is_valid() {
             }
         }
     }
-    assert!(checked >= 3, "found only {checked} examples: is the docs folder where it should be?");
+    assert!(
+        checked >= 3,
+        "found only {checked} examples: is the docs folder where it should be?"
+    );
 }
 
 #[test]
 fn documented_flags_exist() {
-    let docs = std::fs::read_to_string(root().join("docs/configuration.md")).expect("docs/configuration.md");
+    let docs = std::fs::read_to_string(root().join("docs/configuration.md"))
+        .expect("docs/configuration.md");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_dohgate"))
         .arg("--help")
         .output()
@@ -63,6 +67,9 @@ fn documented_flags_exist() {
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
         .filter(|w| w.starts_with("--") && w.chars().nth(2).is_some_and(|c| c.is_ascii_lowercase()))
     {
-        assert!(help.contains(flag), "docs/configuration.md names {flag}, which --help does not know");
+        assert!(
+            help.contains(flag),
+            "docs/configuration.md names {flag}, which --help does not know"
+        );
     }
 }
