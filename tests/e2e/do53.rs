@@ -129,8 +129,9 @@ async fn servfail_when_every_target_fails() {
     assert_eq!(a.rcode, 2, "SERVFAIL");
     assert_eq!(a.id, 0x4242);
     assert_eq!(a.counts[0], 1, "the question is kept");
-    assert_eq!(silent.count(), 1);
-    assert_eq!(servfail.count(), 1);
+    // Two rounds over the targets fit in the budget: a lost datagram gets one more try.
+    assert_eq!(silent.count(), 2);
+    assert_eq!(servfail.count(), 2);
     assert_eq!(
         default.count(),
         0,

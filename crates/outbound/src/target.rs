@@ -186,6 +186,9 @@ pub struct TargetSet {
     targets: Vec<Arc<Target>>,
 }
 
+/// The most targets one set may have (Route 53 allows 6; dohgate 16).
+pub const MAX_TARGETS: usize = 16;
+
 /// The result of forwarding a query.
 #[derive(Debug)]
 pub struct Forwarded {
@@ -233,18 +236,35 @@ impl TargetSet {
         }
         let until = Instant::now() + budget;
         let start = if n == 1 { 0 } else { rand::random_range(0..n) };
+        // Health is read once, so a target that fails during this query keeps its place.
+        // Rules have at most 16 targets (config and CLI check it): the order fits on the stack.
+        let n = n.min(MAX_TARGETS);
+        let mut healthy = [false; MAX_TARGETS];
+        for (h, t) in healthy.iter_mut().zip(&self.targets) {
+            *h = t.is_healthy();
+        }
+        let mut order = [0usize; MAX_TARGETS];
+        let mut len = 0;
         for pass_healthy in [true, false] {
             for k in 0..n {
-                let t = &self.targets[(start + k) % n];
-                if t.is_healthy() != pass_healthy {
-                    continue;
+                let i = (start + k) % n;
+                if healthy[i] == pass_healthy {
+                    order[len] = i;
+                    len += 1;
                 }
+            }
+        }
+        // A second round while the budget lasts: a lost datagram (an upstream's full socket
+        // buffer, a dropped packet) should not turn into SERVFAIL when one more try would do.
+        for _round in 0..2 {
+            for &i in &order[..len] {
                 if Instant::now() >= until {
                     return Forwarded {
                         answer: None,
                         target: last,
                     };
                 }
+                let t = &self.targets[i];
                 let deadline = deadline_within(attempt, until);
                 last = Some(t.clone());
                 if let Ok(answer) = t.attempt(query, q, deadline).await {
