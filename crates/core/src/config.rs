@@ -493,6 +493,34 @@ impl Ctx<'_> {
         }
     }
 
+    /// A certificate and key file pair: both or neither.
+    fn cert_and_key(
+        &self,
+        key: &dyn Fn(&str) -> String,
+        cert_key: &str,
+        cert: &Option<Spanned<String>>,
+        key_key: &str,
+        private_key: &Option<Spanned<String>>,
+    ) -> Result<Option<TlsFiles>, ConfigError> {
+        match (cert, private_key) {
+            (Some(c), Some(k)) => Ok(Some(TlsFiles {
+                cert: self.path(c.get_ref()),
+                key: self.path(k.get_ref()),
+            })),
+            (None, None) => Ok(None),
+            (Some(c), None) => Err(self.err(
+                key(key_key),
+                c.span(),
+                format!("{cert_key} is set but {key_key} is not"),
+            )),
+            (None, Some(k)) => Err(self.err(
+                key(cert_key),
+                k.span(),
+                format!("{key_key} is set but {cert_key} is not"),
+            )),
+        }
+    }
+
     fn protocols(&self, key: &str, p: &Spanned<Vec<String>>) -> Result<ProtocolSet, ConfigError> {
         let mut set = ProtocolSet::EMPTY;
         for name in p.get_ref() {
@@ -790,27 +818,7 @@ impl FileConfig {
                     })?;
                 e.allow.push(net);
             }
-            e.tls = match (&f.tls_cert, &f.tls_key) {
-                (Some(c), Some(k)) => Some(TlsFiles {
-                    cert: cx.path(c.get_ref()),
-                    key: cx.path(k.get_ref()),
-                }),
-                (None, None) => None,
-                (Some(c), None) => {
-                    return Err(cx.err(
-                        key("tls_key"),
-                        c.span(),
-                        "tls_cert is set but tls_key is not",
-                    ));
-                }
-                (None, Some(k)) => {
-                    return Err(cx.err(
-                        key("tls_cert"),
-                        k.span(),
-                        "tls_key is set but tls_cert is not",
-                    ));
-                }
-            };
+            e.tls = cx.cert_and_key(&key, "tls_cert", &f.tls_cert, "tls_key", &f.tls_key)?;
             if let Some(p) = &f.doh_path {
                 if !p.get_ref().starts_with('/') {
                     return Err(cx.err(key("doh_path"), p.span(), "must start with '/'"));
@@ -842,27 +850,13 @@ impl FileConfig {
                 Some(p) => cx.protocols(&key("protocols"), p)?,
                 None => [Protocol::Do53].into_iter().collect(),
             };
-            let client_cert = match (&f.client_cert, &f.client_key) {
-                (Some(c), Some(k)) => Some(TlsFiles {
-                    cert: cx.path(c.get_ref()),
-                    key: cx.path(k.get_ref()),
-                }),
-                (None, None) => None,
-                (Some(c), None) => {
-                    return Err(cx.err(
-                        key("client_key"),
-                        c.span(),
-                        "client_cert is set but client_key is not",
-                    ));
-                }
-                (None, Some(k)) => {
-                    return Err(cx.err(
-                        key("client_cert"),
-                        k.span(),
-                        "client_key is set but client_cert is not",
-                    ));
-                }
-            };
+            let client_cert = cx.cert_and_key(
+                &key,
+                "client_cert",
+                &f.client_cert,
+                "client_key",
+                &f.client_key,
+            )?;
             outbound.push(OutboundEndpoint {
                 name: f.name.get_ref().clone(),
                 protocols: if protocols.is_empty() {
@@ -1150,6 +1144,18 @@ type = "system"
         assert_eq!((e.key.as_str(), e.line), ("cache.min_ttl", Some(2)));
         let e = error_of("[cache]\nmax_bytes = 10\n");
         assert_eq!(e.key, "cache.max_bytes");
+    }
+
+    #[test]
+    fn certificate_without_key_is_rejected() {
+        let e = error_of(
+            "[[inbound]]\nname = \"a\"\nlisten_doh = [\"127.0.0.1:443\"]\ntls_cert = \"c.pem\"\n",
+        );
+        assert_eq!(e.key, "inbound[0].tls_key");
+        assert_eq!(e.line, Some(4));
+        let e = error_of("[[outbound]]\nname = \"o\"\nclient_key = \"k.pem\"\n");
+        assert_eq!(e.key, "outbound[0].client_cert");
+        assert!(e.message.contains("client_key is set"), "{e}");
     }
 
     #[test]
