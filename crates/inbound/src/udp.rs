@@ -1,7 +1,9 @@
 //! The Do53 UDP listener.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 
 use dohgate_core::handler::{DnsRequest, Endpoint, Handler, Transport};
 use dohgate_core::{Protocol, wire};
@@ -110,16 +112,34 @@ async fn receive_loop<H: Handler>(
             protocol: Protocol::Do53,
             transport: Transport::Udp,
         };
+        let limit = udp_limit(&request.message);
         let handler = handler.clone();
-        let socket = socket.clone();
-        tokio::spawn(async move {
-            let limit = udp_limit(&request.message);
-            let reply = handler.handle(request).await;
-            if let Some(answer) = reply.message {
-                send(&socket, wire::truncate_for_udp(answer, limit), client).await;
+        let mut answering = Box::pin(async move { handler.handle(request).await });
+        // Answers the handler has at hand (cache hits, locally served zones, errors) are
+        // sent from this loop; only queries that wait on an upstream get a task of their own.
+        // Polling with a no-op waker is sound: the task that takes over polls again at once,
+        // which registers its own waker.
+        let polled = answering
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()));
+        match polled {
+            Poll::Ready(reply) => {
+                if let Some(answer) = reply.message {
+                    send(&socket, wire::truncate_for_udp(answer, limit), client).await;
+                }
+                drop(permit);
             }
-            drop(permit);
-        });
+            Poll::Pending => {
+                let socket = socket.clone();
+                tokio::spawn(async move {
+                    let reply = answering.await;
+                    if let Some(answer) = reply.message {
+                        send(&socket, wire::truncate_for_udp(answer, limit), client).await;
+                    }
+                    drop(permit);
+                });
+            }
+        }
     }
 }
 
