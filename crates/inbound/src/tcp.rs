@@ -1,7 +1,9 @@
 //! The Do53 TCP listener (RFC 7766): 2-byte length framing, several queries in flight per
 //! connection answered as they complete, an idle timeout, and a cap on connections.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use dohgate_core::handler::{DnsRequest, Endpoint, Handler, Transport};
@@ -161,12 +163,26 @@ async fn connection<H: Handler>(
             transport: Transport::Tcp,
         };
         let handler = handler.clone();
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let reply = handler.handle(request).await;
-            let _ = tx.send(reply.message.unwrap_or_default()).await;
-            drop(permit);
-        });
+        let mut answering = Box::pin(async move { handler.handle(request).await });
+        // As on UDP: an answer the handler has at hand goes straight to the writer; only
+        // queries that wait on an upstream get a task of their own.
+        let polled = answering
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()));
+        match polled {
+            Poll::Ready(reply) => {
+                let _ = tx.send(reply.message.unwrap_or_default()).await;
+                drop(permit);
+            }
+            Poll::Pending => {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let reply = answering.await;
+                    let _ = tx.send(reply.message.unwrap_or_default()).await;
+                    drop(permit);
+                });
+            }
+        }
     }
     // The writer ends once every query in flight has sent its answer.
     drop(tx);
