@@ -5,6 +5,7 @@
 pub mod doh;
 pub mod error;
 pub mod metrics;
+mod ready;
 pub mod tcp;
 pub mod tls;
 pub mod udp;

@@ -1,9 +1,7 @@
 //! The Do53 TCP listener (RFC 7766): 2-byte length framing, several queries in flight per
 //! connection answered as they complete, an idle timeout, and a cap on connections.
 
-use std::future::Future;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use dohgate_core::handler::{DnsRequest, Endpoint, Handler, Transport};
@@ -17,6 +15,7 @@ use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::InboundMetrics;
+use crate::ready::ready_now;
 
 /// Limits of one TCP listener.
 #[derive(Clone, Copy, Debug)]
@@ -163,18 +162,14 @@ async fn connection<H: Handler>(
             transport: Transport::Tcp,
         };
         let handler = handler.clone();
-        let mut answering = Box::pin(async move { handler.handle(request).await });
         // As on UDP: an answer the handler has at hand goes straight to the writer; only
         // queries that wait on an upstream get a task of their own.
-        let polled = answering
-            .as_mut()
-            .poll(&mut Context::from_waker(Waker::noop()));
-        match polled {
-            Poll::Ready(reply) => {
+        match ready_now(Box::pin(async move { handler.handle(request).await })) {
+            Ok(reply) => {
                 let _ = tx.send(reply.message.unwrap_or_default()).await;
                 drop(permit);
             }
-            Poll::Pending => {
+            Err(answering) => {
                 let tx = tx.clone();
                 tokio::spawn(async move {
                     let reply = answering.await;

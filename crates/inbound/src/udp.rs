@@ -1,9 +1,7 @@
 //! The Do53 UDP listener.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 
 use dohgate_core::handler::{DnsRequest, Endpoint, Handler, Transport};
 use dohgate_core::{Protocol, wire};
@@ -13,6 +11,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::InboundMetrics;
+use crate::ready::ready_now;
 
 /// Limits of one UDP listener.
 #[derive(Clone, Copy, Debug)]
@@ -114,22 +113,16 @@ async fn receive_loop<H: Handler>(
         };
         let limit = udp_limit(&request.message);
         let handler = handler.clone();
-        let mut answering = Box::pin(async move { handler.handle(request).await });
-        // Answers the handler has at hand (cache hits, locally served zones, errors) are
-        // sent from this loop; only queries that wait on an upstream get a task of their own.
-        // Polling with a no-op waker is sound: the task that takes over polls again at once,
-        // which registers its own waker.
-        let polled = answering
-            .as_mut()
-            .poll(&mut Context::from_waker(Waker::noop()));
-        match polled {
-            Poll::Ready(reply) => {
+        // Answers the handler has at hand are sent from this loop; only queries that wait on
+        // an upstream get a task of their own.
+        match ready_now(Box::pin(async move { handler.handle(request).await })) {
+            Ok(reply) => {
                 if let Some(answer) = reply.message {
                     send(&socket, wire::truncate_for_udp(answer, limit), client).await;
                 }
                 drop(permit);
             }
-            Poll::Pending => {
+            Err(answering) => {
                 let socket = socket.clone();
                 tokio::spawn(async move {
                     let reply = answering.await;
