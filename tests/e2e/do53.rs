@@ -509,3 +509,54 @@ async fn a_target_with_a_closed_port_fails_over_at_once() {
     }
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn every_udp_thread_answers_its_share() {
+    let stub = Stub::start(Behavior::Answer(IP_DEFAULT)).await;
+    let gw = gateway(&format!(
+        "{}[runtime]\nthreads = 3\n[cache]\nenabled = false\n",
+        resolver(&stub)
+    ))
+    .await;
+    let addr = gw.do53_addr().expect("do53");
+    // 30 clients with 10 queries each, all at once: whichever thread reads a query forwards
+    // it and answers it, on the client's socket, with the client's ID. The burst also has to
+    // fit the listener's receive buffer, which the kernel's default does not always hold.
+    let mut clients = tokio::task::JoinSet::new();
+    for c in 0..30u16 {
+        let stub = stub.clone();
+        clients.spawn(async move {
+            let sock = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+            for i in 0..10u16 {
+                let id = c * 100 + i;
+                let q = query(id, &format!("n{id}.test"), A, None);
+                sock.send_to(&q, addr).await.expect("send");
+            }
+            let mut ids = Vec::new();
+            let mut buf = [0u8; 512];
+            for _ in 0..10 {
+                let n = tokio::time::timeout(Duration::from_secs(5), sock.recv(&mut buf))
+                    .await
+                    .unwrap_or_else(|_| {
+                        panic!(
+                            "client {c}: {} answers; the target saw {} queries",
+                            ids.len(),
+                            stub.count()
+                        )
+                    })
+                    .expect("recv");
+                let a = Answer::parse(&buf[..n]);
+                assert_eq!(a.addrs, vec![IP_DEFAULT]);
+                ids.push(a.id);
+            }
+            ids.sort_unstable();
+            assert_eq!(ids, (0..10).map(|i| c * 100 + i).collect::<Vec<_>>());
+        });
+    }
+    while let Some(r) = clients.join_next().await {
+        r.expect("client");
+    }
+    // A datagram lost on loopback is asked again, so the target may see a few more.
+    assert!(stub.count() >= 300, "every query went upstream");
+    gw.shutdown().await;
+}

@@ -31,6 +31,7 @@ pub struct FileConfig {
     pub resolver: Option<ResolverFile>,
     pub timeouts: Option<TimeoutsFile>,
     pub limits: Option<LimitsFile>,
+    pub runtime: Option<RuntimeFile>,
     pub query_log: Option<QueryLogFile>,
     pub cache: Option<CacheFile>,
     #[serde(default)]
@@ -71,6 +72,13 @@ pub struct TimeoutsFile {
 pub struct LimitsFile {
     pub tcp_connections: Option<Spanned<u64>>,
     pub tcp_queries_in_flight: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeFile {
+    /// Worker threads; absent: one per core.
+    pub threads: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -194,6 +202,9 @@ pub struct Config {
     pub resolver: ResolverConfig,
     pub timeouts: Timeouts,
     pub limits: Limits,
+    /// Worker threads of the shared runtime, and threads serving each Do53 UDP listener;
+    /// `None`: one per core.
+    pub threads: Option<usize>,
     pub query_log: QueryLogConfig,
     pub cache: CacheConfig,
     pub inbound: Vec<InboundEndpoint>,
@@ -326,6 +337,9 @@ impl Default for CacheConfig {
 
 /// Route 53's rating of one endpoint address: 10,000 queries per second.
 pub const CAPACITY_QPS_PER_ADDRESS: u64 = 10_000;
+
+/// The most worker threads `runtime.threads` may ask for.
+pub const MAX_THREADS: u64 = 1024;
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct TlsFiles {
@@ -662,6 +676,18 @@ impl FileConfig {
             )?,
         };
 
+        let threads = match self.runtime.and_then(|r| r.threads) {
+            None => None,
+            Some(t) if !(1..=MAX_THREADS).contains(t.get_ref()) => {
+                return Err(cx.err(
+                    "runtime.threads",
+                    t.span(),
+                    format!("must be between 1 and {MAX_THREADS}"),
+                ));
+            }
+            Some(t) => Some(*t.get_ref() as usize),
+        };
+
         let cf = self.cache.unwrap_or_default();
         let dc = CacheConfig::default();
         let within = |key: &str, v: &Option<Spanned<u64>>, default: u64, min: u64, max: u64| match v
@@ -983,6 +1009,7 @@ impl FileConfig {
             resolver,
             timeouts,
             limits,
+            threads,
             query_log,
             cache,
             inbound,
@@ -1144,6 +1171,17 @@ type = "system"
         assert_eq!((e.key.as_str(), e.line), ("cache.min_ttl", Some(2)));
         let e = error_of("[cache]\nmax_bytes = 10\n");
         assert_eq!(e.key, "cache.max_bytes");
+    }
+
+    #[test]
+    fn runtime_threads_are_checked() {
+        assert_eq!(parse("", None).expect("valid").threads, None);
+        let c = parse("[runtime]\nthreads = 3\n", None).expect("valid");
+        assert_eq!(c.threads, Some(3));
+        let e = error_of("# workers\n[runtime]\nthreads = 0\n");
+        assert_eq!((e.key.as_str(), e.line), ("runtime.threads", Some(3)));
+        let e = error_of("[runtime]\nthreads = 5000\n");
+        assert_eq!(e.key, "runtime.threads");
     }
 
     #[test]

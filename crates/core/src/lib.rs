@@ -11,6 +11,7 @@ pub mod protocol;
 pub mod rules;
 pub mod target;
 pub mod wire;
+pub mod worker;
 
 pub use error::{ConfigError, WireError};
 pub use handler::{DnsRequest, Endpoint, Handler, Reply, Transport};

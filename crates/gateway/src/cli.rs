@@ -80,6 +80,11 @@ pub struct Cli {
     #[arg(long)]
     pub no_cache: bool,
 
+    /// Worker threads, and threads per Do53 UDP listener (overrides [runtime] threads).
+    /// Default: one per core.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=config::MAX_THREADS))]
+    pub threads: Option<u64>,
+
     /// Log every query as one JSON line (Route 53 Resolver query log fields) to FILE, or to
     /// standard output with `-`; see docs/query-logs.md. Overrides [query_log] path.
     #[arg(long, value_name = "FILE")]
@@ -139,6 +144,9 @@ impl Cli {
             ep.doh_fips = self.listen_doh_fips.clone();
             ep.doh_plain.clear();
             ep.derive_protocols();
+        }
+        if let Some(n) = self.threads {
+            config.threads = Some(n as usize);
         }
         if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
             let Some(ep) = config.inbound.first_mut() else {

@@ -20,6 +20,7 @@ use anyhow::Context;
 use dohgate_core::acl::AllowList;
 use dohgate_core::config::{self, Config};
 use dohgate_core::handler::Endpoint;
+use dohgate_core::worker;
 use dohgate_inbound::{InboundMetrics, tcp, udp};
 use dohgate_outbound::{AnswerCache, OutboundMetrics, Resolver, ResolverOptions};
 use prometheus::Registry;
@@ -171,20 +172,30 @@ pub async fn start(mut config: Config) -> anyhow::Result<RunningGateway> {
         ..tcp::TcpOptions::default()
     };
 
+    let udp_options = udp::UdpOptions {
+        threads: config.threads.unwrap_or_else(worker::default_threads),
+        ..udp::UdpOptions::default()
+    };
+
     for (id, ep) in config.inbound.iter().enumerate() {
         let endpoint = Endpoint::with_id(id, ep.name.clone(), AllowList::new(ep.allow.clone()));
         for &addr in &ep.do53 {
             let (udp_socket, tcp_listener) = bind_do53(addr).await?;
             let local = udp_socket.local_addr()?;
             addrs.do53.push((ep.name.clone(), local));
-            tracker.spawn(udp::serve(
+            let udp = udp::serve(
                 udp_socket,
                 resolver.clone(),
                 endpoint.clone(),
-                udp::UdpOptions::default(),
+                udp_options,
                 inbound_metrics.clone(),
                 shutdown.clone(),
-            ));
+            );
+            tracker.spawn(async move {
+                if let Err(e) = udp.await {
+                    tracing::error!(%local, error = %e, "the do53 udp listener could not start");
+                }
+            });
             tracker.spawn(tcp::serve(
                 tcp_listener,
                 resolver.clone(),

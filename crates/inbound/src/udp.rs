@@ -1,13 +1,14 @@
 //! The Do53 UDP listener.
 
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use dohgate_core::handler::{DnsRequest, Endpoint, Handler, Transport};
-use dohgate_core::{Protocol, wire};
+use dohgate_core::{Protocol, wire, worker};
 use prometheus::IntCounter;
 use tokio::net::UdpSocket;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::InboundMetrics;
@@ -16,24 +17,32 @@ use crate::ready::ready_now;
 /// Limits of one UDP listener.
 #[derive(Clone, Copy, Debug)]
 pub struct UdpOptions {
-    /// Queries being answered at once; past it the listener stops reading and the kernel's
-    /// socket buffer absorbs the burst.
+    /// Queries being answered at once, over all threads; past it a thread stops reading and
+    /// the kernel's socket buffer absorbs the burst.
     pub max_in_flight: usize,
-    /// Tasks reading the socket at once; one per worker thread by default.
-    pub receive_loops: usize,
+    /// Threads serving the socket, each with a single-threaded runtime of its own; one per
+    /// core by default.
+    pub threads: usize,
 }
 
 impl Default for UdpOptions {
     fn default() -> Self {
         UdpOptions {
             max_in_flight: 4096,
-            receive_loops: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            threads: worker::default_threads(),
         }
     }
 }
 
 /// Serves Do53 over UDP on an already bound socket until `shutdown` is cancelled, then waits
 /// for the queries in flight to be answered (the caller bounds that wait).
+///
+/// The socket is served by [`UdpOptions::threads`] threads, each running a single-threaded
+/// runtime with its own handle on the socket: a query is read, forwarded, and answered on one
+/// thread, with no hand-over between threads (and no wake-up of another one) on the way. The
+/// threads share the socket's receive queue, so a few busy clients are spread over all of
+/// them, which separate `SO_REUSEPORT` sockets (balanced by the clients' addresses and ports)
+/// would not do.
 ///
 /// Answers larger than the client's EDNS payload size (512 bytes without EDNS) are truncated
 /// with TC set so the client retries over TCP.
@@ -44,30 +53,59 @@ pub async fn serve<H: Handler>(
     options: UdpOptions,
     metrics: InboundMetrics,
     shutdown: CancellationToken,
-) {
-    let socket = Arc::new(socket);
-    let in_flight = Arc::new(Semaphore::new(options.max_in_flight));
+) -> io::Result<()> {
+    let socket = socket.into_std()?;
+    grow_receive_buffer(&socket);
     let unanswerable =
         metrics
             .dropped
             .with_label_values(&[endpoint.name.as_str(), "do53", "unanswerable"]);
-    // One receive loop per worker thread on the same socket, so reading datagrams is spread
-    // over the cores instead of funnelled through one task.
-    let loops = options.receive_loops.max(1);
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..loops {
-        tasks.spawn(receive_loop(
-            socket.clone(),
-            handler.clone(),
-            endpoint.clone(),
-            in_flight.clone(),
-            unanswerable.clone(),
-            shutdown.clone(),
-        ));
+    let threads = options.threads.max(1);
+    let per_thread = options.max_in_flight.div_ceil(threads).max(1);
+    let mut finished = Vec::with_capacity(threads);
+    for index in 1..=threads {
+        let socket = socket.try_clone()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (done, finished_rx) = oneshot::channel::<()>();
+        finished.push(finished_rx);
+        let handler = handler.clone();
+        let endpoint = endpoint.clone();
+        let unanswerable = unanswerable.clone();
+        let shutdown = shutdown.clone();
+        std::thread::Builder::new()
+            .name(format!("dohgate-udp-{index}"))
+            .spawn(move || {
+                worker::set_current(index);
+                runtime.block_on(async move {
+                    let socket = match UdpSocket::from_std(socket) {
+                        Ok(s) => Arc::new(s),
+                        Err(e) => {
+                            tracing::error!(error = %e, "udp listener thread cannot use its socket");
+                            return;
+                        }
+                    };
+                    let in_flight = Arc::new(Semaphore::new(per_thread));
+                    receive_loop(
+                        socket,
+                        handler,
+                        endpoint,
+                        in_flight.clone(),
+                        unanswerable,
+                        shutdown,
+                    )
+                    .await;
+                    // Every permit back means every query in flight has been answered.
+                    let _ = in_flight.acquire_many(per_thread as u32).await;
+                });
+                drop(done);
+            })?;
     }
-    while tasks.join_next().await.is_some() {}
-    // Every permit back means every query in flight has been answered.
-    let _ = in_flight.acquire_many(options.max_in_flight as u32).await;
+    for f in finished {
+        let _ = f.await;
+    }
+    Ok(())
 }
 
 async fn receive_loop<H: Handler>(
@@ -133,6 +171,29 @@ async fn receive_loop<H: Handler>(
                 });
             }
         }
+    }
+}
+
+/// The receive buffer asked for on each listener socket: a burst of queries waits in it while
+/// the threads are busy, instead of being dropped by the kernel. Linux's default (about
+/// 208 KiB, some 270 small datagrams) overflows under a burst from a few busy forwarders.
+const RECEIVE_BUFFER: usize = 4 << 20;
+
+/// Asks for [`RECEIVE_BUFFER`]; the kernel caps it at `net.core.rmem_max`, which operators
+/// may need to raise.
+fn grow_receive_buffer(socket: &std::net::UdpSocket) {
+    let sock = socket2::SockRef::from(socket);
+    if let Err(e) = sock.set_recv_buffer_size(RECEIVE_BUFFER) {
+        tracing::warn!(error = %e, "cannot set the udp listener's receive buffer");
+    }
+    if let Ok(got) = sock.recv_buffer_size()
+        && got < RECEIVE_BUFFER
+    {
+        // Linux reports twice what it grants; below the ask means rmem_max capped it.
+        tracing::info!(
+            bytes = got,
+            "udp listener receive buffer capped by net.core.rmem_max"
+        );
     }
 }
 

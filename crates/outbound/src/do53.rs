@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dohgate_core::wire::{self, Question};
+use dohgate_core::worker;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::oneshot;
@@ -23,8 +24,8 @@ use tokio::time::{Instant, timeout_at};
 
 use crate::error::AttemptError;
 
-/// Connected UDP sockets per target: an off-path attacker has to hit one of these ports and
-/// the 16-bit ID.
+/// Connected UDP sockets per target and thread: an off-path attacker has to hit the port a
+/// query went out on and its 16-bit ID.
 const POOL_SOCKETS: usize = 16;
 /// Queries a socket carries before it is replaced by one on a new random port.
 const QUERIES_PER_SOCKET: u32 = 4096;
@@ -35,6 +36,14 @@ const RETIRED_SOCKET_LINGER: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct Do53Target {
     addr: SocketAddr,
+    /// One pool per listener worker thread (see [`dohgate_core::worker`]), so the task reading
+    /// a socket's answers runs on the thread whose queries wait for them.
+    pools: Box<[Pool]>,
+}
+
+/// The sockets one thread sends its queries over.
+#[derive(Debug)]
+struct Pool {
     slots: Vec<tokio::sync::Mutex<Option<Arc<PooledSocket>>>>,
     next: AtomicUsize,
 }
@@ -74,10 +83,14 @@ impl Do53Target {
     pub fn new(addr: SocketAddr) -> Self {
         Do53Target {
             addr,
-            slots: (0..POOL_SOCKETS)
-                .map(|_| tokio::sync::Mutex::new(None))
+            pools: (0..worker::slots())
+                .map(|_| Pool {
+                    slots: (0..POOL_SOCKETS)
+                        .map(|_| tokio::sync::Mutex::new(None))
+                        .collect(),
+                    next: AtomicUsize::new(0),
+                })
                 .collect(),
-            next: AtomicUsize::new(0),
         }
     }
 
@@ -116,10 +129,12 @@ impl Do53Target {
         Ok(answer)
     }
 
-    /// A socket of the pool, opening (or replacing a worn-out) one as needed.
+    /// A socket of the calling thread's pool, opening (or replacing a worn-out) one as
+    /// needed; a new socket's reader task is spawned on the calling thread's runtime.
     async fn socket(&self) -> io::Result<Arc<PooledSocket>> {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
-        let mut slot = self.slots[i].lock().await;
+        let pool = &self.pools[worker::current() % self.pools.len()];
+        let i = pool.next.fetch_add(1, Ordering::Relaxed) % pool.slots.len();
+        let mut slot = pool.slots[i].lock().await;
         if let Some(s) = slot.as_ref() {
             if s.uses.fetch_add(1, Ordering::Relaxed) < QUERIES_PER_SOCKET {
                 return Ok(s.clone());
