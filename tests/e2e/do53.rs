@@ -162,6 +162,29 @@ async fn truncated_upstream_answer_is_retried_over_tcp() {
 }
 
 #[tokio::test]
+async fn truncated_answer_the_udp_client_could_not_take_is_passed_on() {
+    let big = Stub::start(Behavior::BigTxt(1500)).await;
+    let gw = gateway(&resolver(&big)).await;
+    let addr = gw.do53_addr().expect("do53");
+    // The client takes 1232 bytes, as much as the target sends over UDP: the 1.5 KB answer
+    // cannot reach it over UDP, so the target's truncated answer is passed on at once and
+    // the client retries over TCP, as it would with the target itself.
+    let a = udp(addr, &query(8, "big.test", TXT, Some(1232))).await;
+    assert!(a.tc, "TC set");
+    assert_eq!(a.id, 8);
+    assert_eq!(a.counts[1], 0);
+    let seen = big.seen();
+    assert_eq!(seen.len(), 1, "no TCP retry to the target: {seen:?}");
+    assert!(!seen[0].tcp);
+    // The client's retry over TCP gets the whole answer.
+    let a = tcp(addr, &query(9, "big.test", TXT, Some(1232))).await;
+    assert!(!a.tc);
+    assert_eq!(a.counts[1], 1);
+    assert!(big.seen()[1..].iter().any(|s| s.tcp), "{:?}", big.seen());
+    gw.shutdown().await;
+}
+
+#[tokio::test]
 async fn udp_answers_fit_the_clients_buffer() {
     let big = Stub::start(Behavior::BigTxt(1000)).await;
     let gw = gateway(&resolver(&big)).await;

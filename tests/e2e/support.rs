@@ -252,7 +252,8 @@ fn response(query: &[u8], qend: usize, rcode: u8, answers: &[Vec<u8>]) -> Vec<u8
         out.extend_from_slice(a);
     }
     if edns_size(query, qend).is_some() {
-        out.extend_from_slice(&[0, 0, 41, 0x10, 0, 0, 0, 0, 0, 0, 0]);
+        // The stub's own UDP payload size is 1232 (DNS flag day 2020), as BigTxt truncates at.
+        out.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
         out[11] = 1;
     }
     out

@@ -355,6 +355,20 @@ pub fn same_question(query: &[u8], q: &Question, answer: &[u8]) -> bool {
         && aq.name(answer).eq_ignore_ascii_case(q.name(query))
 }
 
+/// The UDP payload size a response's OPT record advertises (its sender's limit), or `None`
+/// for a response without EDNS or one that does not parse.
+pub fn response_udp_size(msg: &[u8]) -> Option<u16> {
+    let q = question(msg).ok()?;
+    let mut size = None;
+    for_each_record(msg, q.end, |section, rec| {
+        if section == 3 && rec.rtype == TYPE_OPT {
+            size = u16_at(msg, rec.ttl_at - 2).ok();
+        }
+    })
+    .ok()?;
+    size
+}
+
 /// The smallest TTL in the answer, or for an answer with no answer records, in the authority
 /// section (RFC 8484 §5.1, RFC 2308 §5). The OPT pseudo-record does not count.
 pub fn min_ttl(msg: &[u8]) -> Option<u32> {
@@ -589,6 +603,17 @@ mod tests {
         assert_eq!(p.udp_limit(), 4096);
         push_opt(&mut q, 0, false);
         assert_eq!(parse_query(&q), Err(WireError::BadOpt));
+    }
+
+    #[test]
+    fn reads_the_udp_size_a_response_advertises() {
+        let mut r = build_query(1, "a.test", TYPE_A, Some(1232)).expect("valid");
+        r[2] |= 0x80 | 0x02; // QR, TC
+        assert_eq!(response_udp_size(&r), Some(1232));
+        let mut plain = build_query(1, "a.test", TYPE_A, None).expect("valid");
+        plain[2] |= 0x80;
+        assert_eq!(response_udp_size(&plain), None);
+        assert_eq!(response_udp_size(&[0; 5]), None);
     }
 
     #[test]

@@ -99,10 +99,15 @@ impl Do53Target {
     }
 
     /// Sends `query` (whose question is `q`) and returns the answer, with the query's own ID.
+    ///
+    /// A truncated UDP answer is asked again over TCP, unless the client is on UDP itself
+    /// (`client_udp_limit`) and the full answer could not reach it anyway: then the truncated
+    /// answer is passed on and the client retries over TCP, as from any server.
     pub async fn exchange(
         &self,
         query: &[u8],
         q: &Question,
+        client_udp_limit: Option<usize>,
         deadline: Instant,
         trace: &mut Do53Trace,
     ) -> Result<Vec<u8>, AttemptError> {
@@ -111,7 +116,9 @@ impl Do53Target {
             Ok(r) => r?,
             Err(_) => return Err(AttemptError::Timeout),
         };
-        let mut answer = if wire::is_truncated(&answer) {
+        let mut answer = if wire::is_truncated(&answer)
+            && !client_udp_limit.is_some_and(|limit| too_large_for_client(&answer, limit))
+        {
             trace.tcp_retry = true;
             // A new ID for the new exchange, as for any other attempt.
             let id: u16 = rand::random();
@@ -213,6 +220,16 @@ impl Do53Target {
         accept(query, q, &answer, id)?;
         Ok(answer)
     }
+}
+
+/// True when a truncated `answer` shows the full one is larger than `client_limit`: the query
+/// went out with the client's own EDNS payload size, so if the target accepts at least that
+/// much (its OPT says how much), it truncated at the client's limit.
+fn too_large_for_client(answer: &[u8], client_limit: usize) -> bool {
+    let target_limit = wire::response_udp_size(answer).map_or(wire::CLASSIC_UDP_SIZE, |s| {
+        usize::from(s).max(wire::CLASSIC_UDP_SIZE)
+    });
+    client_limit <= target_limit
 }
 
 /// Checks that `answer` answers `query`: a response, with our ID and the same question.

@@ -267,6 +267,7 @@ impl Resolver {
         if q.edns.is_some_and(|e| e.version > 0) {
             return Reply::message(wire::badvers_response(msg).unwrap_or_default());
         }
+        let client_udp = (req.transport == Transport::Udp).then(|| q.udp_limit());
         let answer = match self.rules.match_wire(q.question.name(msg)) {
             Some((i, rule)) => {
                 self.rule_matches[i].inc();
@@ -275,19 +276,21 @@ impl Resolver {
                     RuleKind::Local => local::answer(msg, &q, &self.rule_zones[i]),
                     RuleKind::Forward => {
                         let zone = self.cache_zone(Some(i));
-                        self.forward(&self.rule_targets[i], msg, &q, zone, route)
+                        self.forward(&self.rule_targets[i], msg, &q, client_udp, zone, route)
                             .await
                     }
                     RuleKind::System => {
                         let zone = self.cache_zone(Some(i));
-                        self.forward(&self.default, msg, &q, zone, route).await
+                        self.forward(&self.default, msg, &q, client_udp, zone, route)
+                            .await
                     }
                 }
             }
             None => {
                 self.default_matches.inc();
                 let zone = self.cache_zone(None);
-                self.forward(&self.default, msg, &q, zone, route).await
+                self.forward(&self.default, msg, &q, client_udp, zone, route)
+                    .await
             }
         };
         Reply::message(answer)
@@ -298,6 +301,7 @@ impl Resolver {
         targets: &TargetSet,
         msg: &[u8],
         q: &Query,
+        client_udp: Option<usize>,
         cache_zone: Option<&[u8]>,
         route: &mut Route,
     ) -> Vec<u8> {
@@ -311,7 +315,13 @@ impl Resolver {
             return hit.answer;
         }
         let forwarded = targets
-            .forward(msg, &q.question, self.options.attempt, self.options.budget)
+            .forward(
+                msg,
+                &q.question,
+                client_udp,
+                self.options.attempt,
+                self.options.budget,
+            )
             .await;
         route.target = forwarded.target;
         match forwarded.answer {
@@ -362,7 +372,7 @@ impl Resolver {
         );
         tokio::spawn(async move {
             let forwarded = targets
-                .forward(&msg, &q.question, options.attempt, options.budget)
+                .forward(&msg, &q.question, None, options.attempt, options.budget)
                 .await;
             if let Some(answer) = forwarded.answer {
                 let _ = cache.insert(&msg, &q, &answer, &zone, std::time::Instant::now());

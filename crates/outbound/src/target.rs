@@ -126,10 +126,12 @@ impl Target {
 
     /// One attempt: send `query`, return the answer (with the query's ID) if it is one the
     /// client should get. SERVFAIL and REFUSED count as failures so the next target is tried.
+    /// `client_udp_limit` is the client's UDP payload size when it asked over UDP.
     pub async fn attempt(
         &self,
         query: &[u8],
         q: &Question,
+        client_udp_limit: Option<usize>,
         deadline: Instant,
     ) -> Result<Vec<u8>, AttemptError> {
         let started = Instant::now();
@@ -137,7 +139,9 @@ impl Target {
         let result = match &self.transport {
             Transport::Do53(t) => {
                 let mut trace = Do53Trace::default();
-                let r = t.exchange(query, q, deadline, &mut trace).await;
+                let r = t
+                    .exchange(query, q, client_udp_limit, deadline, &mut trace)
+                    .await;
                 if trace.tcp_retry {
                     self.metrics.tcp_retries.inc();
                 }
@@ -218,11 +222,13 @@ impl TargetSet {
 
     /// Forwards `query` to the targets in turn: a random healthy one first, then the other
     /// healthy ones, then the unhealthy ones, each attempt bounded by `attempt` and all of them
-    /// by `budget`.
+    /// by `budget`. `client_udp_limit` is the client's UDP payload size when it asked over
+    /// UDP (see [`Do53Target::exchange`]).
     pub async fn forward(
         &self,
         query: &[u8],
         q: &Question,
+        client_udp_limit: Option<usize>,
         attempt: Duration,
         budget: Duration,
     ) -> Forwarded {
@@ -267,7 +273,7 @@ impl TargetSet {
                 let t = &self.targets[i];
                 let deadline = deadline_within(attempt, until);
                 last = Some(t.clone());
-                if let Ok(answer) = t.attempt(query, q, deadline).await {
+                if let Ok(answer) = t.attempt(query, q, client_udp_limit, deadline).await {
                     return Forwarded {
                         answer: Some(answer),
                         target: last,
