@@ -535,9 +535,18 @@ async fn a_target_with_a_closed_port_fails_over_at_once() {
 
 #[tokio::test]
 async fn every_udp_thread_answers_its_share() {
+    udp_burst_is_answered_in_full("").await;
+}
+
+#[tokio::test]
+async fn every_reuseport_socket_answers_its_share() {
+    udp_burst_is_answered_in_full("reuseport = true\n").await;
+}
+
+async fn udp_burst_is_answered_in_full(runtime: &str) {
     let stub = Stub::start(Behavior::Answer(IP_DEFAULT)).await;
     let gw = gateway(&format!(
-        "{}[runtime]\nthreads = 3\n[cache]\nenabled = false\n",
+        "{}[runtime]\nthreads = 3\n{runtime}[cache]\nenabled = false\n",
         resolver(&stub)
     ))
     .await;

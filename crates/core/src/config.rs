@@ -79,6 +79,8 @@ pub struct LimitsFile {
 pub struct RuntimeFile {
     /// Worker threads; absent: one per core.
     pub threads: Option<Spanned<u64>>,
+    /// A `SO_REUSEPORT` socket per thread on each Do53 UDP listener; absent: false.
+    pub reuseport: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -205,6 +207,8 @@ pub struct Config {
     /// Worker threads of the shared runtime, and threads serving each Do53 UDP listener;
     /// `None`: one per core.
     pub threads: Option<usize>,
+    /// Each thread serving a Do53 UDP listener has its own `SO_REUSEPORT` socket.
+    pub reuseport: bool,
     pub query_log: QueryLogConfig,
     pub cache: CacheConfig,
     pub inbound: Vec<InboundEndpoint>,
@@ -676,7 +680,9 @@ impl FileConfig {
             )?,
         };
 
-        let threads = match self.runtime.and_then(|r| r.threads) {
+        let runtime = self.runtime.unwrap_or_default();
+        let reuseport = runtime.reuseport.unwrap_or(false);
+        let threads = match runtime.threads {
             None => None,
             Some(t) if !(1..=MAX_THREADS).contains(t.get_ref()) => {
                 return Err(cx.err(
@@ -1010,6 +1016,7 @@ impl FileConfig {
             timeouts,
             limits,
             threads,
+            reuseport,
             query_log,
             cache,
             inbound,
@@ -1176,8 +1183,8 @@ type = "system"
     #[test]
     fn runtime_threads_are_checked() {
         assert_eq!(parse("", None).expect("valid").threads, None);
-        let c = parse("[runtime]\nthreads = 3\n", None).expect("valid");
-        assert_eq!(c.threads, Some(3));
+        let c = parse("[runtime]\nthreads = 3\nreuseport = true\n", None).expect("valid");
+        assert_eq!((c.threads, c.reuseport), (Some(3), true));
         let e = error_of("# workers\n[runtime]\nthreads = 0\n");
         assert_eq!((e.key.as_str(), e.line), ("runtime.threads", Some(3)));
         let e = error_of("[runtime]\nthreads = 5000\n");

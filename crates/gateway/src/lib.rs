@@ -174,13 +174,14 @@ pub async fn start(mut config: Config) -> anyhow::Result<RunningGateway> {
 
     let udp_options = udp::UdpOptions {
         threads: config.threads.unwrap_or_else(worker::default_threads),
+        reuseport: config.reuseport,
         ..udp::UdpOptions::default()
     };
 
     for (id, ep) in config.inbound.iter().enumerate() {
         let endpoint = Endpoint::with_id(id, ep.name.clone(), AllowList::new(ep.allow.clone()));
         for &addr in &ep.do53 {
-            let (udp_socket, tcp_listener) = bind_do53(addr).await?;
+            let (udp_socket, tcp_listener) = bind_do53(addr, udp_options.reuseport).await?;
             let local = udp_socket.local_addr()?;
             addrs.do53.push((ep.name.clone(), local));
             let udp = udp::serve(
@@ -242,12 +243,11 @@ pub async fn start(mut config: Config) -> anyhow::Result<RunningGateway> {
 
 /// Binds UDP and TCP on the same address. For port 0 the kernel picks the UDP port and TCP
 /// takes the same one, trying again with another port if that one is taken for TCP.
-async fn bind_do53(addr: SocketAddr) -> anyhow::Result<(UdpSocket, TcpListener)> {
+async fn bind_do53(addr: SocketAddr, reuseport: bool) -> anyhow::Result<(UdpSocket, TcpListener)> {
     let attempts = if addr.port() == 0 { 20 } else { 1 };
     let mut last_err = None;
     for _ in 0..attempts {
-        let udp = UdpSocket::bind(addr)
-            .await
+        let udp = udp::bind(addr, reuseport)
             .with_context(|| format!("cannot listen on {addr} (do53 udp)"))?;
         let bound = udp.local_addr()?;
         match TcpListener::bind(bound).await {

@@ -23,6 +23,10 @@ pub struct UdpOptions {
     /// Threads serving the socket, each with a single-threaded runtime of its own; one per
     /// core by default.
     pub threads: usize,
+    /// Give each thread a socket of its own on the same address with `SO_REUSEPORT` (the
+    /// kernel spreads clients over them by address and port) instead of a handle on one
+    /// shared socket. The socket passed to [`serve`] must come from [`bind`] with it set.
+    pub reuseport: bool,
 }
 
 impl Default for UdpOptions {
@@ -30,6 +34,7 @@ impl Default for UdpOptions {
         UdpOptions {
             max_in_flight: 4096,
             threads: worker::default_threads(),
+            reuseport: false,
         }
     }
 }
@@ -56,6 +61,7 @@ pub async fn serve<H: Handler>(
 ) -> io::Result<()> {
     let socket = socket.into_std()?;
     grow_receive_buffer(&socket);
+    let local = socket.local_addr()?;
     let unanswerable =
         metrics
             .dropped
@@ -64,7 +70,13 @@ pub async fn serve<H: Handler>(
     let per_thread = options.max_in_flight.div_ceil(threads).max(1);
     let mut finished = Vec::with_capacity(threads);
     for index in 1..=threads {
-        let socket = socket.try_clone()?;
+        let socket = if options.reuseport && index > 1 {
+            let own = bind_std(local, true)?;
+            grow_receive_buffer(&own);
+            own
+        } else {
+            socket.try_clone()?
+        };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -172,6 +184,26 @@ async fn receive_loop<H: Handler>(
             }
         }
     }
+}
+
+/// Binds a Do53 UDP listener socket on `addr`, with `SO_REUSEPORT` if `reuseport` (see
+/// [`UdpOptions::reuseport`]).
+pub fn bind(addr: SocketAddr, reuseport: bool) -> io::Result<UdpSocket> {
+    UdpSocket::from_std(bind_std(addr, reuseport)?)
+}
+
+fn bind_std(addr: SocketAddr, reuseport: bool) -> io::Result<std::net::UdpSocket> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    if reuseport {
+        socket.set_reuse_port(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
 }
 
 /// The receive buffer asked for on each listener socket: a burst of queries waits in it while
