@@ -47,7 +47,8 @@ const BASE64URL: base64::engine::GeneralPurpose =
 pub struct DohOptions {
     /// The path queries are served on; every other path is a 404.
     pub path: String,
-    /// Connections open at once; past it new connections are closed at once.
+    /// Connections open at once (`limits.doh_connections`); past it new connections are
+    /// closed at once and counted.
     pub max_connections: usize,
     /// HTTP/2 streams one connection may have open at once.
     pub max_concurrent_streams: u32,
@@ -67,7 +68,7 @@ impl Default for DohOptions {
     fn default() -> Self {
         DohOptions {
             path: dohgate_core::target::DEFAULT_DOH_PATH.to_string(),
-            max_connections: 1024,
+            max_connections: dohgate_core::config::Limits::default().doh_connections,
             max_concurrent_streams: 256,
             max_header_bytes: 16 * 1024,
             tls_handshake_timeout: Duration::from_secs(10),
