@@ -303,7 +303,9 @@ impl<H: Handler> Shared<H> {
             Some(b"http/1.1") => HttpKind::H1,
             _ => HttpKind::Auto,
         };
-        self.http(kind, TokioIo::new(tls), peer).await
+        // Boxed: the stream is moved into the HTTP connection, but an async fn keeps room for
+        // its arguments for as long as it runs, so passed by value it would be held twice.
+        self.http(kind, TokioIo::new(Box::new(tls)), peer).await
     }
 
     /// Runs HTTP on one connection until the client closes it, it idles out, or shutdown.
@@ -349,8 +351,9 @@ impl<H: Handler> Shared<H> {
                     .await
             }
             HttpKind::Auto => {
-                // The connection borrows its builder.
-                let builder = self.auto_builder(exec);
+                // The connection borrows its builder; boxed, the builder stays out of the
+                // connection's task (whose size every connection pays, whatever its kind).
+                let builder = Box::new(self.auto_builder(exec));
                 let conn = Box::pin(builder.serve_connection(io, service));
                 self.drive(conn, &state.activity, &stop, |c| c.graceful_shutdown())
                     .await
