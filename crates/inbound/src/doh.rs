@@ -34,6 +34,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::error::{DohError, TlsError};
 use crate::metrics::{DohListenerMetrics, InboundMetrics};
+use crate::ready::ready_now;
 
 pub const DNS_MESSAGE: &str = "application/dns-message";
 
@@ -551,8 +552,9 @@ impl Drop for Busy<'_> {
     }
 }
 
-/// Spawns hyper's per-stream tasks on the listener's tracker, so shutdown waits for them and
-/// the end of the grace period drops them.
+/// Runs hyper's per-stream futures: at once when they complete on their first poll, otherwise
+/// as tasks on the listener's tracker, so shutdown waits for them and the end of the grace
+/// period drops them.
 #[derive(Clone)]
 struct TrackedExecutor {
     tracker: TaskTracker,
@@ -565,6 +567,12 @@ where
     F::Output: Send + 'static,
 {
     fn execute(&self, fut: F) {
+        // A request whose answer is at hand (a cache hit, a local zone, an error) is answered
+        // here, inside the connection's task: no task is spawned and no thread woken for it.
+        // The others are boxed already when they get their task, so spawning moves a pointer.
+        let Err(fut) = ready_now(Box::pin(fut)) else {
+            return;
+        };
         let stop = self.stop.clone();
         self.tracker.spawn(async move {
             tokio::select! {
