@@ -136,6 +136,90 @@ async fn doh_over_tls_with_certificate_files() {
     gw.shutdown().await;
 }
 
+/// POSTs `query` over HTTP/1.1 on a connection that stays open; returns the status.
+async fn post_keep_alive(conn: &mut TcpStream, query: &[u8]) -> u16 {
+    let head = format!(
+        "POST /dns-query HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/dns-message\r\n\
+         Content-Length: {}\r\n\r\n",
+        query.len()
+    );
+    conn.write_all(head.as_bytes()).await.expect("write head");
+    conn.write_all(query).await.expect("write body");
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 2048];
+    let complete = |raw: &[u8]| {
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+        let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        let status = head.split_whitespace().nth(1)?.parse().ok()?;
+        (raw.len() >= split + 4 + len).then_some(status)
+    };
+    loop {
+        if let Some(status) = complete(&raw) {
+            return status;
+        }
+        let n = tokio::time::timeout(CLIENT_TIMEOUT, conn.read(&mut buf))
+            .await
+            .expect("answered in time")
+            .expect("read");
+        assert!(n > 0, "closed before the answer was complete");
+        raw.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[tokio::test]
+async fn doh_connections_limit_refuses_the_connection_past_it() {
+    let default = Stub::start(Behavior::Answer(IP_DEFAULT)).await;
+    let gw = gateway(&format!(
+        "{}[limits]\ndoh_connections = 2\n[[inbound]]\nname = \"web\"\nlisten_doh_plain = [\"127.0.0.1:0\"]\n\
+         [admin]\nlisten = \"127.0.0.1:0\"\n",
+        resolver(&default),
+    ))
+    .await;
+    let addr = gw.addrs().doh_plain[0].1;
+    // Two connections, each answered once, so both are held by the listener.
+    let mut held = Vec::new();
+    for i in 0..2 {
+        let mut conn = TcpStream::connect(addr).await.expect("connect");
+        assert_eq!(
+            post_keep_alive(&mut conn, &query(i, "held.test", A, None)).await,
+            200
+        );
+        held.push(conn);
+    }
+    let mut third = TcpStream::connect(addr).await.expect("connect");
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(CLIENT_TIMEOUT, third.read(&mut buf))
+        .await
+        .expect("closed without waiting")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "the third connection is closed unanswered");
+    // The two held ones still work.
+    for (i, conn) in held.iter_mut().enumerate() {
+        assert_eq!(
+            post_keep_alive(conn, &query(10 + i as u16, "again.test", A, None)).await,
+            200
+        );
+    }
+    let (_, metrics) = http_get(gw.addrs().admin.expect("admin"), "/metrics").await;
+    let refused = metric(
+        &metrics,
+        "dohgate_inbound_dropped_total",
+        &[
+            ("endpoint", "web"),
+            ("protocol", "doh"),
+            ("reason", "connection_limit"),
+        ],
+    );
+    assert_eq!(refused, 1.0);
+    drop(held);
+    gw.shutdown().await;
+}
+
 #[tokio::test]
 async fn doh_without_certificate_files_gets_a_self_signed_one() {
     let default = Stub::start(Behavior::Answer(IP_DEFAULT)).await;

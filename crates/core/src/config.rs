@@ -72,6 +72,7 @@ pub struct TimeoutsFile {
 pub struct LimitsFile {
     pub tcp_connections: Option<Spanned<u64>>,
     pub tcp_queries_in_flight: Option<Spanned<u64>>,
+    pub doh_connections: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -248,12 +249,18 @@ impl Default for Timeouts {
     }
 }
 
+/// The most connections a listener may be configured for: Linux's default `fs.nr_open`, the
+/// most file descriptors one process can have.
+pub const MAX_CONNECTIONS: u64 = 1 << 20;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Concurrent TCP connections per Do53 listener.
     pub tcp_connections: usize,
     /// Queries one TCP connection may have in flight at once (RFC 7766 pipelining).
     pub tcp_queries_in_flight: usize,
+    /// Concurrent connections per DoH, DoH-FIPS or cleartext DoH listener.
+    pub doh_connections: usize,
 }
 
 impl Default for Limits {
@@ -261,6 +268,10 @@ impl Default for Limits {
         Limits {
             tcp_connections: 1024,
             tcp_queries_in_flight: 64,
+            // Room for 10,000 idle DoH clients (stub resolvers keep their connection open)
+            // with headroom, while still bounding memory: an idle connection costs well under
+            // 20 KiB, so a full listener stays within a few hundred MiB.
+            doh_connections: 16_384,
         }
     }
 }
@@ -678,6 +689,19 @@ impl FileConfig {
                 &l.tcp_queries_in_flight,
                 dl.tcp_queries_in_flight,
             )?,
+            doh_connections: match &l.doh_connections {
+                None => dl.doh_connections,
+                // Each connection is a file descriptor: no process may hold more than the
+                // kernel's default fs.nr_open.
+                Some(s) if !(1..=MAX_CONNECTIONS).contains(s.get_ref()) => {
+                    return Err(cx.err(
+                        "limits.doh_connections",
+                        s.span(),
+                        format!("must be between 1 and {MAX_CONNECTIONS}"),
+                    ));
+                }
+                Some(s) => *s.get_ref() as usize,
+            },
         };
 
         let runtime = self.runtime.unwrap_or_default();
@@ -1229,5 +1253,28 @@ type = "system"
         let e = error_of("[query_log]\npath = \"-\"\nqueue = 0\n");
         assert_eq!(e.key, "query_log.queue");
         assert!(parse("", None).expect("valid").query_log.dest.is_none());
+    }
+
+    #[test]
+    fn doh_connections_limit() {
+        assert_eq!(
+            parse("", None).expect("valid").limits.doh_connections,
+            16_384
+        );
+        let c = parse("[limits]\ndoh_connections = 20000\n", None).expect("valid");
+        assert_eq!(c.limits.doh_connections, 20_000);
+        for bad in ["0", "1048577"] {
+            let e = error_of(&format!(
+                "[limits]\ntcp_connections = 10\ndoh_connections = {bad}\n"
+            ));
+            assert_eq!(
+                (e.key.as_str(), e.line),
+                ("limits.doh_connections", Some(3))
+            );
+            assert!(e.message.contains("between 1 and 1048576"), "{e}");
+        }
+        // A value of the wrong type fails in serde, which names the line.
+        let e = error_of("[limits]\ndoh_connections = \"many\"\n");
+        assert_eq!(e.line, Some(2));
     }
 }

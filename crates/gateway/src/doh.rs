@@ -134,6 +134,8 @@ pub(crate) struct Spawner<'a, H> {
     pub shutdown: &'a CancellationToken,
     pub tracker: &'a TaskTracker,
     pub grace: Duration,
+    /// `limits.doh_connections`: connections each listener may hold at once.
+    pub max_connections: usize,
 }
 
 impl<H: Handler> Spawner<'_, H> {
@@ -148,6 +150,7 @@ impl<H: Handler> Spawner<'_, H> {
         let options = DohOptions {
             path: ep.doh_path.clone(),
             shutdown_grace: self.grace,
+            max_connections: self.max_connections,
             ..DohOptions::default()
         };
         let kinds = [

@@ -8,6 +8,7 @@ pub mod admin;
 pub mod capacity;
 pub mod cli;
 pub mod doh;
+pub mod fdlimit;
 pub mod metrics;
 pub mod querylog;
 
@@ -153,6 +154,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<RunningGateway> {
         resolver.set_query_log(log);
     }
 
+    fdlimit::raise(&config);
     let (mut doh_tls, self_signed) = doh::prepare_tls(&config)?;
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -162,6 +164,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<RunningGateway> {
         shutdown: &shutdown,
         tracker: &tracker,
         grace: config.timeouts.shutdown_grace,
+        max_connections: config.limits.doh_connections,
     };
     let mut addrs = LocalAddrs::default();
     let tcp_options = tcp::TcpOptions {

@@ -8,6 +8,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,6 +21,7 @@ use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, Response, Version};
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::{Body as _, Incoming};
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use rustls::ServerConfig;
@@ -32,6 +34,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::error::{DohError, TlsError};
 use crate::metrics::{DohListenerMetrics, InboundMetrics};
+use crate::ready::ready_now;
 
 pub const DNS_MESSAGE: &str = "application/dns-message";
 
@@ -47,7 +50,8 @@ const BASE64URL: base64::engine::GeneralPurpose =
 pub struct DohOptions {
     /// The path queries are served on; every other path is a 404.
     pub path: String,
-    /// Connections open at once; past it new connections are closed at once.
+    /// Connections open at once (`limits.doh_connections`); past it new connections are
+    /// closed at once and counted.
     pub max_connections: usize,
     /// HTTP/2 streams one connection may have open at once.
     pub max_concurrent_streams: u32,
@@ -67,7 +71,7 @@ impl Default for DohOptions {
     fn default() -> Self {
         DohOptions {
             path: dohgate_core::target::DEFAULT_DOH_PATH.to_string(),
-            max_connections: 1024,
+            max_connections: dohgate_core::config::Limits::default().doh_connections,
             max_concurrent_streams: 256,
             max_header_bytes: 16 * 1024,
             tls_handshake_timeout: Duration::from_secs(10),
@@ -125,7 +129,7 @@ impl<H: Handler> DohListener<H> {
     pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) {
         let tracker = TaskTracker::new();
         let hard_stop = CancellationToken::new();
-        let shared = Arc::new(Shared::new(self, &tracker, &hard_stop));
+        let shared = Arc::new(Shared::new(self, &tracker, &shutdown, &hard_stop));
         let connections = Arc::new(Semaphore::new(shared.options.max_connections));
         loop {
             let (stream, peer) = tokio::select! {
@@ -149,10 +153,9 @@ impl<H: Handler> DohListener<H> {
             };
             shared.metrics.accepted.inc();
             let shared = shared.clone();
-            let shutdown = shutdown.clone();
             tracker.spawn(async move {
                 shared.metrics.open.inc();
-                shared.connection(stream, peer, &shutdown).await;
+                shared.connection(stream, peer).await;
                 shared.metrics.open.dec();
                 drop(permit);
             });
@@ -181,38 +184,37 @@ struct Shared<H> {
     acceptor: Option<TlsAcceptor>,
     options: DohOptions,
     metrics: DohListenerMetrics,
-    /// Speaks whichever HTTP version the connection preface shows (cleartext, or TLS
-    /// without ALPN).
-    auto: auto::Builder<TrackedExecutor>,
-    h1: auto::Builder<TrackedExecutor>,
-    h2: auto::Builder<TrackedExecutor>,
+    tracker: TaskTracker,
+    /// The listener's shutdown: stop accepting, close idle connections, let requests finish.
+    shutdown: CancellationToken,
+    /// The end of the grace period: drop whatever is left.
     hard_stop: CancellationToken,
 }
 
+/// Which HTTP a connection speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum HttpKind {
+    H1,
+    H2,
+    /// Whichever the connection preface shows (cleartext, or TLS without ALPN).
+    Auto,
+}
+
+/// One connection as its requests see it: one reference count per request instead of one per
+/// shared piece.
+struct ConnState<H> {
+    shared: Arc<Shared<H>>,
+    peer: SocketAddr,
+    activity: Activity,
+}
+
 impl<H: Handler> Shared<H> {
-    fn new(l: DohListener<H>, tracker: &TaskTracker, hard_stop: &CancellationToken) -> Self {
-        let exec = TrackedExecutor {
-            tracker: tracker.clone(),
-            stop: hard_stop.clone(),
-        };
-        let o = &l.options;
-        let mut auto = auto::Builder::new(exec);
-        auto.http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(o.request_timeout)
-            // hyper refuses a read buffer below 8 KiB.
-            .max_buf_size(o.max_header_bytes.max(8192))
-            .http2()
-            .timer(TokioTimer::new())
-            .max_concurrent_streams(o.max_concurrent_streams)
-            .max_header_list_size(u32::try_from(o.max_header_bytes).unwrap_or(u32::MAX))
-            // Rapid reset (CVE-2023-44487): a client that keeps resetting streams before they
-            // are answered, or provoking resets, loses its connection.
-            .max_pending_accept_reset_streams(64)
-            .max_local_error_reset_streams(256)
-            .keep_alive_interval(None);
-        let h1 = auto.clone().http1_only();
-        let h2 = auto.clone().http2_only();
+    fn new(
+        l: DohListener<H>,
+        tracker: &TaskTracker,
+        shutdown: &CancellationToken,
+        hard_stop: &CancellationToken,
+    ) -> Self {
         Shared {
             metrics: l
                 .metrics
@@ -222,28 +224,67 @@ impl<H: Handler> Shared<H> {
             protocol: l.protocol,
             acceptor: l.tls.map(TlsAcceptor::from),
             options: l.options,
-            auto,
-            h1,
-            h2,
+            tracker: tracker.clone(),
+            shutdown: shutdown.clone(),
             hard_stop: hard_stop.clone(),
         }
     }
 
-    async fn connection(
-        self: &Arc<Self>,
-        stream: TcpStream,
-        peer: SocketAddr,
-        shutdown: &CancellationToken,
-    ) {
+    fn h1_builder(&self) -> http1::Builder {
+        let mut b = http1::Builder::new();
+        b.timer(TokioTimer::new())
+            .header_read_timeout(self.options.request_timeout)
+            // hyper refuses a read buffer below 8 KiB.
+            .max_buf_size(self.options.max_header_bytes.max(8192));
+        b
+    }
+
+    fn h2_builder(&self, exec: TrackedExecutor) -> http2::Builder<TrackedExecutor> {
+        let mut b = http2::Builder::new(exec);
+        let o = &self.options;
+        b.timer(TokioTimer::new())
+            .max_concurrent_streams(o.max_concurrent_streams)
+            .max_header_list_size(u32::try_from(o.max_header_bytes).unwrap_or(u32::MAX))
+            // Rapid reset (CVE-2023-44487): a client that keeps resetting streams before they
+            // are answered, or provoking resets, loses its connection.
+            .max_pending_accept_reset_streams(64)
+            .max_local_error_reset_streams(256)
+            .keep_alive_interval(None);
+        b
+    }
+
+    /// The same settings as [`Self::h1_builder`] and [`Self::h2_builder`], for a connection
+    /// whose preface chooses.
+    fn auto_builder(&self, exec: TrackedExecutor) -> auto::Builder<TrackedExecutor> {
+        let o = &self.options;
+        let mut b = auto::Builder::new(exec);
+        b.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(o.request_timeout)
+            .max_buf_size(o.max_header_bytes.max(8192))
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(o.max_concurrent_streams)
+            .max_header_list_size(u32::try_from(o.max_header_bytes).unwrap_or(u32::MAX))
+            .max_pending_accept_reset_streams(64)
+            .max_local_error_reset_streams(256)
+            .keep_alive_interval(None);
+        b
+    }
+
+    async fn connection(self: &Arc<Self>, stream: TcpStream, peer: SocketAddr) {
         let _ = stream.set_nodelay(true);
         let Some(acceptor) = &self.acceptor else {
-            return self
-                .http(&self.auto, TokioIo::new(stream), peer, shutdown)
-                .await;
+            return self.http(HttpKind::Auto, TokioIo::new(stream), peer).await;
         };
-        let handshake = timeout(self.options.tls_handshake_timeout, acceptor.accept(stream));
+        // Boxed, so the handshake's state is freed once it is done instead of staying part of
+        // the connection's task for as long as the connection lives.
+        let handshake = Box::pin(timeout(
+            self.options.tls_handshake_timeout,
+            acceptor.accept(stream),
+        ));
         let tls = tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = self.shutdown.cancelled() => return,
             r = handshake => match r {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
@@ -258,41 +299,81 @@ impl<H: Handler> Shared<H> {
                 }
             },
         };
-        let builder = match tls.get_ref().1.alpn_protocol() {
-            Some(b"h2") => &self.h2,
-            Some(b"http/1.1") => &self.h1,
-            _ => &self.auto,
+        let kind = match tls.get_ref().1.alpn_protocol() {
+            Some(b"h2") => HttpKind::H2,
+            Some(b"http/1.1") => HttpKind::H1,
+            _ => HttpKind::Auto,
         };
-        self.http(builder, TokioIo::new(tls), peer, shutdown).await
+        // Boxed: the stream is moved into the HTTP connection, but an async fn keeps room for
+        // its arguments for as long as it runs, so passed by value it would be held twice.
+        self.http(kind, TokioIo::new(Box::new(tls)), peer).await
     }
 
     /// Runs HTTP on one connection until the client closes it, it idles out, or shutdown.
-    async fn http<IO>(
-        self: &Arc<Self>,
-        builder: &auto::Builder<TrackedExecutor>,
-        io: IO,
-        peer: SocketAddr,
-        shutdown: &CancellationToken,
-    ) where
+    ///
+    /// The connection itself is boxed as soon as it is made: an idle connection then holds
+    /// exactly one copy of its TLS and HTTP state, not the union of every state its task went
+    /// through.
+    async fn http<IO>(self: &Arc<Self>, kind: HttpKind, io: IO, peer: SocketAddr)
+    where
         IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
-        let activity = Arc::new(Activity::new());
+        // Hyper's per-stream tasks watch a token of their own connection, so they do not all
+        // contend for the listener's.
+        let stop = self.hard_stop.child_token();
+        let exec = TrackedExecutor {
+            tracker: self.tracker.clone(),
+            stop: stop.clone(),
+        };
+        let state = Arc::new(ConnState {
+            shared: self.clone(),
+            peer,
+            activity: Activity::new(),
+        });
         let service = {
-            let shared = self.clone();
-            let activity = activity.clone();
-            let shutdown = shutdown.clone();
+            let state = state.clone();
             hyper::service::service_fn(move |req: Request<Incoming>| {
-                let shared = shared.clone();
-                let activity = activity.clone();
-                let shutdown = shutdown.clone();
+                let state = state.clone();
                 async move {
-                    let _busy = activity.start();
-                    Ok::<_, Infallible>(shared.respond(req, peer, &shutdown).await)
+                    let _busy = state.activity.start();
+                    Ok::<_, Infallible>(state.shared.respond(req, state.peer).await)
                 }
             })
         };
-        let conn = builder.serve_connection(io, service);
-        tokio::pin!(conn);
+        match kind {
+            HttpKind::H2 => {
+                let conn = Box::pin(self.h2_builder(exec).serve_connection(io, service));
+                self.drive(conn, &state.activity, &stop, |c| c.graceful_shutdown())
+                    .await
+            }
+            HttpKind::H1 => {
+                let conn = Box::pin(self.h1_builder().serve_connection(io, service));
+                self.drive(conn, &state.activity, &stop, |c| c.graceful_shutdown())
+                    .await
+            }
+            HttpKind::Auto => {
+                // The connection borrows its builder; boxed, the builder stays out of the
+                // connection's task (whose size every connection pays, whatever its kind).
+                let builder = Box::new(self.auto_builder(exec));
+                let conn = Box::pin(builder.serve_connection(io, service));
+                self.drive(conn, &state.activity, &stop, |c| c.graceful_shutdown())
+                    .await
+            }
+        }
+    }
+
+    /// Polls a connection to its end; closes it gracefully once idle for
+    /// [`DohOptions::idle_timeout`] or at shutdown, and drops it at the hard stop.
+    async fn drive<C, E>(
+        &self,
+        mut conn: Pin<Box<C>>,
+        activity: &Activity,
+        stop: &CancellationToken,
+        graceful_shutdown: impl Fn(Pin<&mut C>),
+    ) where
+        C: Future<Output = Result<(), E>>,
+        E: std::fmt::Display,
+    {
         let idle_timeout = self.options.idle_timeout;
         let mut idle_check =
             tokio::time::interval((idle_timeout / 4).max(Duration::from_millis(10)));
@@ -305,20 +386,20 @@ impl<H: Handler> Shared<H> {
             tokio::select! {
                 r = conn.as_mut() => {
                     if let Err(e) = r {
-                        tracing::debug!(%peer, error = %e, "doh connection ended with an error");
+                        tracing::debug!(error = %e, "doh connection ended with an error");
                     }
                     break;
                 }
-                _ = self.hard_stop.cancelled() => break,
+                _ = stop.cancelled() => break,
                 _ = &mut drain_deadline, if draining => break,
-                _ = shutdown.cancelled(), if !draining => {
-                    conn.as_mut().graceful_shutdown();
+                _ = self.shutdown.cancelled(), if !draining => {
+                    graceful_shutdown(conn.as_mut());
                     draining = true;
                     drain_deadline.as_mut().reset(Instant::now() + self.options.shutdown_grace);
                 }
                 _ = idle_check.tick(), if !draining => {
                     if activity.idle_for() >= idle_timeout {
-                        conn.as_mut().graceful_shutdown();
+                        graceful_shutdown(conn.as_mut());
                         draining = true;
                         drain_deadline.as_mut().reset(Instant::now() + self.options.request_timeout);
                     }
@@ -327,12 +408,7 @@ impl<H: Handler> Shared<H> {
         }
     }
 
-    async fn respond(
-        &self,
-        req: Request<Incoming>,
-        client: SocketAddr,
-        shutdown: &CancellationToken,
-    ) -> Response<Full<Bytes>> {
+    async fn respond(&self, req: Request<Incoming>, client: SocketAddr) -> Response<Full<Bytes>> {
         let transport = if req.version() == Version::HTTP_2 {
             Transport::H2
         } else {
@@ -343,7 +419,7 @@ impl<H: Handler> Shared<H> {
         let mut abandoned = AbandonGuard {
             armed: transport == Transport::H2,
             counter: &self.metrics.streams_reset,
-            shutdown,
+            shutdown: &self.shutdown,
         };
         let response = match self.answer(req, client, transport).await {
             Ok(answer) => dns_response(answer),
@@ -363,7 +439,9 @@ impl<H: Handler> Shared<H> {
         let (head, body) = req.into_parts();
         let mut body = Some(body);
         let result = self.decode(&head, &mut body).await;
-        if let Some(body) = body {
+        if let Some(body) = body
+            && !body.is_end_stream()
+        {
             // Refused before its body was read: read a DNS-sized body anyway, since some
             // HTTP/2 clients (curl) take the reset that cuts off an unread body as a failure
             // and never show the error answer.
@@ -374,16 +452,16 @@ impl<H: Handler> Shared<H> {
             // Without a header there is no ID to answer with.
             return Err(DohError::Malformed(dohgate_core::WireError::Truncated));
         }
-        let reply = self
-            .handler
-            .handle(DnsRequest {
-                message,
-                client,
-                endpoint: self.endpoint.clone(),
-                protocol: self.protocol,
-                transport,
-            })
-            .await;
+        // Boxed: the handler's future (the whole forwarding path) is large, and hyper moves
+        // the request's future more than once before it runs.
+        let reply = Box::pin(self.handler.handle(DnsRequest {
+            message,
+            client,
+            endpoint: self.endpoint.clone(),
+            protocol: self.protocol,
+            transport,
+        }))
+        .await;
         if let Some(e) = reply.malformed {
             return Err(DohError::Malformed(e));
         }
@@ -474,8 +552,9 @@ impl Drop for Busy<'_> {
     }
 }
 
-/// Spawns hyper's per-stream tasks on the listener's tracker, so shutdown waits for them and
-/// the end of the grace period drops them.
+/// Runs hyper's per-stream futures: at once when they complete on their first poll, otherwise
+/// as tasks on the listener's tracker, so shutdown waits for them and the end of the grace
+/// period drops them.
 #[derive(Clone)]
 struct TrackedExecutor {
     tracker: TaskTracker,
@@ -488,6 +567,12 @@ where
     F::Output: Send + 'static,
 {
     fn execute(&self, fut: F) {
+        // A request whose answer is at hand (a cache hit, a local zone, an error) is answered
+        // here, inside the connection's task: no task is spawned and no thread woken for it.
+        // The others are boxed already when they get their task, so spawning moves a pointer.
+        let Err(fut) = ready_now(Box::pin(fut)) else {
+            return;
+        };
         let stop = self.stop.clone();
         self.tracker.spawn(async move {
             tokio::select! {
