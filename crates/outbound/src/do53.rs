@@ -249,18 +249,22 @@ pub fn accept(query: &[u8], q: &Question, answer: &[u8], id: u16) -> Result<(), 
 /// Reads the answers arriving on one pooled socket and hands each to the query waiting for its
 /// ID; datagrams nobody waits for are dropped. Ends a while after the socket is retired.
 async fn read_answers(socket: Arc<PooledSocket>) {
-    let mut buf = vec![0u8; wire::MAX_MESSAGE_LEN];
+    // Room for the largest datagram, left uninitialised: the kernel writes only what arrives,
+    // so a socket costs the pages its answers touch (about one), not 64 KiB of zeroes. With
+    // sockets rotating and lingering after retirement, that is a few hundred sockets at a
+    // hundred thousand queries a second.
+    let mut buf: Vec<u8> = Vec::with_capacity(wire::MAX_MESSAGE_LEN);
     let mut linger_until: Option<Instant> = None;
     loop {
         let received = match linger_until {
             None => tokio::select! {
-                r = socket.socket.recv(&mut buf) => r,
+                r = recv(&socket.socket, &mut buf) => r,
                 _ = socket.retired.notified() => {
                     linger_until = Some(Instant::now() + RETIRED_SOCKET_LINGER);
                     continue;
                 }
             },
-            Some(until) => match timeout_at(until, socket.socket.recv(&mut buf)).await {
+            Some(until) => match timeout_at(until, recv(&socket.socket, &mut buf)).await {
                 Ok(r) => r,
                 Err(_) => return,
             },
@@ -290,6 +294,12 @@ async fn read_answers(socket: Arc<PooledSocket>) {
             let _ = tx.send(Ok(buf[..n].to_vec()));
         }
     }
+}
+
+/// Receives one datagram into `buf`'s spare capacity; `buf` holds just it afterwards.
+async fn recv(socket: &UdpSocket, buf: &mut Vec<u8>) -> io::Result<usize> {
+    buf.clear();
+    socket.recv_buf(buf).await
 }
 
 /// A deadline `d` from now, never past `limit`.
