@@ -52,9 +52,11 @@ stop_dnsdist() {
 start_dnsdist
 
 GW_PORT=$(free_port)
+# Connection events and every query's outcome, shown by `finish` if a check fails.
+export RUST_LOG=${RUST_LOG:-info,dohgate_outbound=debug}
 start_dohgate gw --listen-do53 "127.0.0.1:$GW_PORT" --upstream 127.0.0.1:9 \
     --forward "corp.test=https://127.0.0.1:$DNSDIST_DOH/dns-query" \
-    --ca-file "$ROOT/certs/test-ca.pem" --admin 127.0.0.1:0
+    --ca-file "$ROOT/certs/test-ca.pem" --admin 127.0.0.1:0 --query-log "$WORK/queries.log"
 admin=$(grep -oE 'admin +http://[0-9.:]+' "$GW_LOG" | grep -oE '[0-9.]+:[0-9]+')
 
 metric() { curl -fsS "http://$admin/metrics" | grep -E "^$1\{[^}]*protocol=\"doh\"" | awk '{s += $2} END {print s + 0}'; }

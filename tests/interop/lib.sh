@@ -140,5 +140,14 @@ start_dohgate() {
 
 finish() {
     echo "interop $(basename "$0" .sh): $PASSES passed, $FAILURES failed"
+    if [ "$FAILURES" -ne 0 ]; then
+        # What the servers said is gone with $WORK once the script exits: show it now.
+        local log
+        for log in "$WORK"/*.log; do
+            [ -f "$log" ] || continue
+            echo "---- last lines of $(basename "$log")"
+            tail -n 40 "$log" | sed 's/^/     /'
+        done
+    fi
     [ "$FAILURES" -eq 0 ]
 }
