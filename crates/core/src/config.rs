@@ -522,6 +522,23 @@ impl Ctx<'_> {
         }
     }
 
+    /// An optional integer that must lie in `min..=max`; `None` when absent.
+    fn within(
+        &self,
+        key: &str,
+        v: &Option<Spanned<u64>>,
+        min: u64,
+        max: u64,
+    ) -> Result<Option<u64>, ConfigError> {
+        match v {
+            None => Ok(None),
+            Some(s) if !(min..=max).contains(s.get_ref()) => {
+                Err(self.err(key, s.span(), format!("must be between {min} and {max}")))
+            }
+            Some(s) => Ok(Some(*s.get_ref())),
+        }
+    }
+
     /// A certificate and key file pair: both or neither.
     fn cert_and_key(
         &self,
@@ -689,44 +706,28 @@ impl FileConfig {
                 &l.tcp_queries_in_flight,
                 dl.tcp_queries_in_flight,
             )?,
-            doh_connections: match &l.doh_connections {
-                None => dl.doh_connections,
-                // Each connection is a file descriptor: no process may hold more than the
-                // kernel's default fs.nr_open.
-                Some(s) if !(1..=MAX_CONNECTIONS).contains(s.get_ref()) => {
-                    return Err(cx.err(
-                        "limits.doh_connections",
-                        s.span(),
-                        format!("must be between 1 and {MAX_CONNECTIONS}"),
-                    ));
-                }
-                Some(s) => *s.get_ref() as usize,
-            },
+            // Each connection is a file descriptor: no process may hold more than the kernel's
+            // default fs.nr_open.
+            doh_connections: cx
+                .within(
+                    "limits.doh_connections",
+                    &l.doh_connections,
+                    1,
+                    MAX_CONNECTIONS,
+                )?
+                .map_or(dl.doh_connections, |n| n as usize),
         };
 
         let runtime = self.runtime.unwrap_or_default();
         let reuseport = runtime.reuseport.unwrap_or(false);
-        let threads = match runtime.threads {
-            None => None,
-            Some(t) if !(1..=MAX_THREADS).contains(t.get_ref()) => {
-                return Err(cx.err(
-                    "runtime.threads",
-                    t.span(),
-                    format!("must be between 1 and {MAX_THREADS}"),
-                ));
-            }
-            Some(t) => Some(*t.get_ref() as usize),
-        };
+        let threads = cx
+            .within("runtime.threads", &runtime.threads, 1, MAX_THREADS)?
+            .map(|t| t as usize);
 
         let cf = self.cache.unwrap_or_default();
         let dc = CacheConfig::default();
-        let within = |key: &str, v: &Option<Spanned<u64>>, default: u64, min: u64, max: u64| match v
-        {
-            None => Ok(default),
-            Some(s) if !(min..=max).contains(s.get_ref()) => {
-                Err(cx.err(key, s.span(), format!("must be between {min} and {max}")))
-            }
-            Some(s) => Ok(*s.get_ref()),
+        let within = |key: &str, v: &Option<Spanned<u64>>, default: u64, min: u64, max: u64| {
+            cx.within(key, v, min, max).map(|v| v.unwrap_or(default))
         };
         let day = u64::from(dc.max_ttl);
         let cache = CacheConfig {
