@@ -4,7 +4,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use dohgate_core::handler::{DnsRequest, Endpoint, Handler, Transport};
+use dohgate_core::handler::{DnsRequest, Endpoint, Handler, Reply, Transport};
 use dohgate_core::{Protocol, wire, worker};
 use prometheus::IntCounter;
 use tokio::net::UdpSocket;
@@ -167,18 +167,13 @@ async fn receive_loop<H: Handler>(
         // an upstream get a task of their own.
         match ready_now(Box::pin(async move { handler.handle(request).await })) {
             Ok(reply) => {
-                if let Some(answer) = reply.message {
-                    send(&socket, wire::truncate_for_udp(answer, limit), client).await;
-                }
+                send(&socket, reply, limit, client).await;
                 drop(permit);
             }
             Err(answering) => {
                 let socket = socket.clone();
                 tokio::spawn(async move {
-                    let reply = answering.await;
-                    if let Some(answer) = reply.message {
-                        send(&socket, wire::truncate_for_udp(answer, limit), client).await;
-                    }
+                    send(&socket, answering.await, limit, client).await;
                     drop(permit);
                 });
             }
@@ -234,7 +229,12 @@ fn udp_limit(query: &[u8]) -> usize {
     wire::parse_query(query).map_or(wire::CLASSIC_UDP_SIZE, |q| q.udp_limit())
 }
 
-async fn send(socket: &UdpSocket, answer: Vec<u8>, client: SocketAddr) {
+/// Sends the handler's answer, if it has one, cut to the client's `limit`.
+async fn send(socket: &UdpSocket, reply: Reply, limit: usize, client: SocketAddr) {
+    let Some(answer) = reply.message else {
+        return;
+    };
+    let answer = wire::truncate_for_udp(answer, limit);
     if let Err(e) = socket.send_to(&answer, client).await {
         tracing::debug!(%client, error = %e, "udp send failed");
     }
