@@ -208,6 +208,31 @@ struct ConnState<H> {
     activity: Activity,
 }
 
+/// The HTTP/1.1 settings of a DoH listener, on hyper's builder or the auto builder's HTTP/1.1
+/// half (different types with the same methods).
+macro_rules! http1_settings {
+    ($b:expr, $o:expr) => {
+        $b.timer(TokioTimer::new())
+            .header_read_timeout($o.request_timeout)
+            // hyper refuses a read buffer below 8 KiB.
+            .max_buf_size($o.max_header_bytes.max(8192))
+    };
+}
+
+/// The HTTP/2 settings of a DoH listener, likewise.
+macro_rules! http2_settings {
+    ($b:expr, $o:expr) => {
+        $b.timer(TokioTimer::new())
+            .max_concurrent_streams($o.max_concurrent_streams)
+            .max_header_list_size(u32::try_from($o.max_header_bytes).unwrap_or(u32::MAX))
+            // Rapid reset (CVE-2023-44487): a client that keeps resetting streams before they
+            // are answered, or provoking resets, loses its connection.
+            .max_pending_accept_reset_streams(64)
+            .max_local_error_reset_streams(256)
+            .keep_alive_interval(None)
+    };
+}
+
 impl<H: Handler> Shared<H> {
     fn new(
         l: DohListener<H>,
@@ -232,43 +257,22 @@ impl<H: Handler> Shared<H> {
 
     fn h1_builder(&self) -> http1::Builder {
         let mut b = http1::Builder::new();
-        b.timer(TokioTimer::new())
-            .header_read_timeout(self.options.request_timeout)
-            // hyper refuses a read buffer below 8 KiB.
-            .max_buf_size(self.options.max_header_bytes.max(8192));
+        http1_settings!(b, self.options);
         b
     }
 
     fn h2_builder(&self, exec: TrackedExecutor) -> http2::Builder<TrackedExecutor> {
         let mut b = http2::Builder::new(exec);
-        let o = &self.options;
-        b.timer(TokioTimer::new())
-            .max_concurrent_streams(o.max_concurrent_streams)
-            .max_header_list_size(u32::try_from(o.max_header_bytes).unwrap_or(u32::MAX))
-            // Rapid reset (CVE-2023-44487): a client that keeps resetting streams before they
-            // are answered, or provoking resets, loses its connection.
-            .max_pending_accept_reset_streams(64)
-            .max_local_error_reset_streams(256)
-            .keep_alive_interval(None);
+        http2_settings!(b, self.options);
         b
     }
 
     /// The same settings as [`Self::h1_builder`] and [`Self::h2_builder`], for a connection
     /// whose preface chooses.
     fn auto_builder(&self, exec: TrackedExecutor) -> auto::Builder<TrackedExecutor> {
-        let o = &self.options;
         let mut b = auto::Builder::new(exec);
-        b.http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(o.request_timeout)
-            .max_buf_size(o.max_header_bytes.max(8192))
-            .http2()
-            .timer(TokioTimer::new())
-            .max_concurrent_streams(o.max_concurrent_streams)
-            .max_header_list_size(u32::try_from(o.max_header_bytes).unwrap_or(u32::MAX))
-            .max_pending_accept_reset_streams(64)
-            .max_local_error_reset_streams(256)
-            .keep_alive_interval(None);
+        http1_settings!(b.http1(), self.options);
+        http2_settings!(b.http2(), self.options);
         b
     }
 
