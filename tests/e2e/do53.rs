@@ -535,25 +535,53 @@ async fn a_target_with_a_closed_port_fails_over_at_once() {
 
 #[tokio::test]
 async fn every_udp_thread_answers_its_share() {
-    udp_burst_is_answered_in_full("").await;
+    udp_burst_is_answered_in_full("", false).await;
 }
 
 #[tokio::test]
 async fn every_reuseport_socket_answers_its_share() {
-    udp_burst_is_answered_in_full("reuseport = true\n").await;
+    udp_burst_is_answered_in_full("reuseport = true\n", false).await;
 }
 
-async fn udp_burst_is_answered_in_full(runtime: &str) {
+#[tokio::test]
+async fn a_burst_of_cached_answers_reaches_every_client() {
+    udp_burst_is_answered_in_full("", true).await;
+}
+
+/// 30 clients with 10 queries each, all at once. Without the cache, whichever thread reads a
+/// query forwards it and answers it; with it (names warmed up first), the answers read
+/// together go out together, each to its own client. Either way every client gets its
+/// answers, with its IDs. The burst also has to fit the listener's receive buffer, which the
+/// kernel's default does not always hold.
+async fn udp_burst_is_answered_in_full(runtime: &str, cached: bool) {
+    const NAMES: u16 = 3;
     let stub = Stub::start(Behavior::Answer(IP_DEFAULT)).await;
+    let cache = if cached {
+        ""
+    } else {
+        "[cache]\nenabled = false\n"
+    };
     let gw = gateway(&format!(
-        "{}[runtime]\nthreads = 3\n{runtime}[cache]\nenabled = false\n",
+        "{}[runtime]\nthreads = 3\n{runtime}{cache}",
         resolver(&stub)
     ))
     .await;
     let addr = gw.do53_addr().expect("do53");
-    // 30 clients with 10 queries each, all at once: whichever thread reads a query forwards
-    // it and answers it, on the client's socket, with the client's ID. The burst also has to
-    // fit the listener's receive buffer, which the kernel's default does not always hold.
+    let name = move |id: u16| {
+        if cached {
+            format!("n{}.test", id % NAMES)
+        } else {
+            format!("n{id}.test")
+        }
+    };
+    if cached {
+        for id in 0..NAMES {
+            assert_eq!(
+                udp(addr, &query(id, &name(id), A, None)).await.addrs,
+                vec![IP_DEFAULT]
+            );
+        }
+    }
     let mut clients = tokio::task::JoinSet::new();
     for c in 0..30u16 {
         let stub = stub.clone();
@@ -561,8 +589,9 @@ async fn udp_burst_is_answered_in_full(runtime: &str) {
             let sock = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
             for i in 0..10u16 {
                 let id = c * 100 + i;
-                let q = query(id, &format!("n{id}.test"), A, None);
-                sock.send_to(&q, addr).await.expect("send");
+                sock.send_to(&query(id, &name(id), A, None), addr)
+                    .await
+                    .expect("send");
             }
             let mut ids = Vec::new();
             let mut buf = [0u8; 512];
@@ -588,7 +617,65 @@ async fn udp_burst_is_answered_in_full(runtime: &str) {
     while let Some(r) = clients.join_next().await {
         r.expect("client");
     }
-    // A datagram lost on loopback is asked again, so the target may see a few more.
-    assert!(stub.count() >= 300, "every query went upstream");
+    if cached {
+        assert_eq!(
+            stub.count(),
+            usize::from(NAMES),
+            "the burst was answered from the cache"
+        );
+    } else {
+        // A datagram lost on loopback is asked again, so the target may see a few more.
+        assert!(stub.count() >= 300, "every query went upstream");
+    }
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn udp_over_ipv6_is_answered_upstream_and_from_the_cache() {
+    let stub = Stub::start(Behavior::Answer(IP_DEFAULT)).await;
+    let gw = gateway(&format!(
+        "{}\n[[inbound]]\nname = \"v6\"\nlisten = [\"[::1]:0\"]\n",
+        resolver(&stub)
+    ))
+    .await;
+    let addr = gw.do53_addr().expect("do53");
+    assert!(addr.is_ipv6(), "{addr}");
+    let sock = UdpSocket::bind("[::1]:0").await.expect("bind");
+    let mut buf = [0u8; 512];
+    for id in [1, 2] {
+        sock.send_to(&query(id, "v6.test", A, None), addr)
+            .await
+            .expect("send");
+        let n = tokio::time::timeout(Duration::from_secs(5), sock.recv(&mut buf))
+            .await
+            .expect("an answer over IPv6")
+            .expect("recv");
+        let a = Answer::parse(&buf[..n]);
+        assert_eq!((a.id, a.addrs), (id, vec![IP_DEFAULT]));
+    }
+    assert_eq!(stub.count(), 1, "the second answer came from the cache");
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn oversized_udp_query_gets_formerr() {
+    let stub = Stub::start(Behavior::Answer(IP_DEFAULT)).await;
+    let gw = gateway(&resolver(&stub)).await;
+    let addr = gw.do53_addr().expect("do53");
+    // 5,000 bytes of EDNS padding: no query has a reason to be that large over UDP.
+    let mut big = query(9, "big.test", A, Some(1232));
+    let rdlen_at = big.len() - 2;
+    big[rdlen_at..].copy_from_slice(&(4u16 + 5000).to_be_bytes());
+    big.extend_from_slice(&12u16.to_be_bytes());
+    big.extend_from_slice(&5000u16.to_be_bytes());
+    big.extend(std::iter::repeat_n(0u8, 5000));
+    let a = udp(addr, &big).await;
+    assert_eq!((a.id, a.rcode), (9, 1), "FORMERR with the query's ID");
+    assert_eq!(stub.count(), 0, "nothing of it was forwarded");
+    // The same name in an ordinary query is answered.
+    assert_eq!(
+        udp(addr, &query(10, "big.test", A, Some(1232))).await.addrs,
+        vec![IP_DEFAULT]
+    );
     gw.shutdown().await;
 }

@@ -5,14 +5,19 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use dohgate_core::handler::{DnsRequest, Endpoint, Handler, Reply, Transport};
+use dohgate_core::wire::Rcode;
 use dohgate_core::{Protocol, wire, worker};
 use prometheus::IntCounter;
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::{Semaphore, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::InboundMetrics;
 use crate::ready::ready_now;
+
+mod batch;
+use batch::{BATCH, Batch};
 
 /// Limits of one UDP listener.
 #[derive(Clone, Copy, Debug)]
@@ -128,56 +133,87 @@ async fn receive_loop<H: Handler>(
     unanswerable: IntCounter,
     shutdown: CancellationToken,
 ) {
-    let mut buf = vec![0u8; wire::MAX_MESSAGE_LEN];
+    let mut batch = Batch::new();
+    let mut ready: Vec<(Vec<u8>, SocketAddr)> = Vec::with_capacity(BATCH);
     loop {
-        let permit = tokio::select! {
+        // A permit for every datagram the next read may take: as many as are free, at least
+        // one (waited for), at most a batch.
+        let want = in_flight.available_permits().clamp(1, BATCH);
+        let mut permits = tokio::select! {
             _ = shutdown.cancelled() => break,
-            p = in_flight.clone().acquire_owned() => match p {
+            p = in_flight.clone().acquire_many_owned(want as u32) => match p {
                 Ok(p) => p,
                 Err(_) => break,
             },
         };
-        let (n, client) = tokio::select! {
+        let readable = tokio::select! {
             _ = shutdown.cancelled() => break,
-            r = socket.recv_from(&mut buf) => match r {
-                Ok(r) => r,
-                // ICMP errors from earlier sends surface here on some systems; they say
-                // nothing about the next datagram.
-                Err(e) => {
-                    tracing::debug!(error = %e, "udp receive error");
-                    continue;
-                }
-            },
+            r = socket.readable() => r,
         };
-        if n < wire::HEADER_LEN {
-            // Too short to carry an ID and flags: there is nothing to answer (RFC 1035).
-            unanswerable.inc();
+        if let Err(e) = readable {
+            tracing::debug!(error = %e, "udp socket not readable");
             continue;
         }
-        let request = DnsRequest {
-            message: buf[..n].to_vec(),
-            client,
-            endpoint: endpoint.clone(),
-            protocol: Protocol::Do53,
-            transport: Transport::Udp,
-        };
-        let limit = udp_limit(&request.message);
-        let handler = handler.clone();
-        // Answers the handler has at hand are sent from this loop; only queries that wait on
-        // an upstream get a task of their own.
-        match ready_now(Box::pin(async move { handler.handle(request).await })) {
-            Ok(reply) => {
-                send(&socket, reply, limit, client).await;
-                drop(permit);
+        let received = match socket.try_io(Interest::READABLE, || batch.receive(&socket, want)) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            // ICMP errors from earlier sends surface here on some systems; they say nothing
+            // about the next datagram.
+            Err(e) => {
+                tracing::debug!(error = %e, "udp receive error");
+                continue;
             }
-            Err(answering) => {
-                let socket = socket.clone();
-                tokio::spawn(async move {
-                    send(&socket, answering.await, limit, client).await;
+        };
+        for i in 0..received {
+            let (query, datagram) = batch.datagram(i);
+            let Some(client) = datagram.from else {
+                unanswerable.inc();
+                continue;
+            };
+            if query.len() < wire::HEADER_LEN {
+                // Too short to carry an ID and flags: there is nothing to answer (RFC 1035).
+                unanswerable.inc();
+                continue;
+            }
+            if datagram.cut {
+                // Larger than any query has reason to be: what was read is not the query.
+                if let Some(formerr) = wire::error_response(query, Rcode::FormErr) {
+                    ready.push((formerr, client));
+                }
+                continue;
+            }
+            // There is a permit for every datagram read.
+            let permit = permits.split(1);
+            let request = DnsRequest {
+                message: query.to_vec(),
+                client,
+                endpoint: endpoint.clone(),
+                protocol: Protocol::Do53,
+                transport: Transport::Udp,
+            };
+            let limit = udp_limit(&request.message);
+            let handler = handler.clone();
+            // Answers the handler has at hand are sent from this loop, all together; only
+            // queries that wait on an upstream get a task of their own.
+            match ready_now(Box::pin(async move { handler.handle(request).await })) {
+                Ok(reply) => {
+                    if let Some(answer) = reply.message {
+                        ready.push((wire::truncate_for_udp(answer, limit), client));
+                    }
                     drop(permit);
-                });
+                }
+                Err(answering) => {
+                    let socket = socket.clone();
+                    tokio::spawn(async move {
+                        send(&socket, answering.await, limit, client).await;
+                        drop(permit);
+                    });
+                }
             }
         }
+        drop(permits);
+        batch.send(&socket, &ready).await;
+        ready.clear();
     }
 }
 
