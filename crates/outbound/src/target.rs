@@ -147,7 +147,10 @@ impl Target {
                 }
                 r
             }
-            Transport::Doh(t) => t.exchange(query, q, deadline).await,
+            // Boxed: the DoH exchange (a hyper client request) is a 7 KB future, and held
+            // inline it made every query's future that large, Do53 ones too; each listener
+            // then copied and allocated it per query.
+            Transport::Doh(t) => Box::pin(t.exchange(query, q, deadline)).await,
         };
         let result = result.and_then(|answer| match wire::rcode(&answer) {
             2 => Err(AttemptError::Rcode("SERVFAIL")),
