@@ -54,6 +54,10 @@ impl Default for UdpOptions {
 /// them, which separate `SO_REUSEPORT` sockets (balanced by the clients' addresses and ports)
 /// would not do.
 ///
+/// Each thread reads the queries waiting on the socket in batches and sends the answers it
+/// has at hand together (`recvmmsg` and `sendmmsg` where the system has them); queries that
+/// wait on an upstream are answered from their own tasks as their answers come in.
+///
 /// Answers larger than the client's EDNS payload size (512 bytes without EDNS) are truncated
 /// with TC set so the client retries over TCP.
 pub async fn serve<H: Handler>(
