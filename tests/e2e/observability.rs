@@ -35,17 +35,6 @@ fn malformed(id: u16) -> Vec<u8> {
     q
 }
 
-/// Sends `msg` from `sock` (so the test knows the source port) and returns the answer.
-async fn udp_from(sock: &UdpSocket, server: SocketAddr, msg: &[u8]) -> Answer {
-    sock.send_to(msg, server).await.expect("send");
-    let mut buf = vec![0u8; 65535];
-    let (n, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
-        .await
-        .expect("an answer in time")
-        .expect("recv");
-    Answer::parse(&buf[..n])
-}
-
 /// One query over cleartext DoH (HTTP/1.1 POST, RFC 8484) to a `listen_doh_plain` address.
 async fn doh_plain(server: SocketAddr, msg: &[u8]) -> Answer {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -425,6 +425,18 @@ pub async fn udp(server: SocketAddr, msg: &[u8]) -> Answer {
     Answer::parse(&udp_raw(server, msg).await)
 }
 
+/// Sends `msg` from `sock` (so the test chooses the source address and port) and returns the
+/// answer.
+pub async fn udp_from(sock: &UdpSocket, server: SocketAddr, msg: &[u8]) -> Answer {
+    sock.send_to(msg, server).await.expect("send");
+    let mut buf = vec![0u8; 65535];
+    let (n, _) = tokio::time::timeout(CLIENT_TIMEOUT, sock.recv_from(&mut buf))
+        .await
+        .expect("an answer in time")
+        .expect("recv");
+    Answer::parse(&buf[..n])
+}
+
 /// Sends one query on a new TCP connection and reads one answer.
 pub async fn tcp(server: SocketAddr, msg: &[u8]) -> Answer {
     let mut conn = TcpStream::connect(server).await.expect("connect");
