@@ -253,3 +253,57 @@ async fn doh_fips_is_refused_at_start_without_the_fips_build() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn doh_connections_on_every_worker_are_answered_and_drained_at_shutdown() {
+    let stub = Stub::start(Behavior::SlowNames(IP_DEFAULT, Duration::from_millis(500))).await;
+    let gw = gateway(&format!(
+        "{}[runtime]\nthreads = 3\n[[inbound]]\nname = \"web\"\nlisten_doh_plain = [\"127.0.0.1:0\"]\n\
+         [admin]\nlisten = \"127.0.0.1:0\"\n",
+        resolver(&stub),
+    ))
+    .await;
+    let addr = gw.addrs().doh_plain[0].1;
+    // Six connections, two on each worker thread (they take turns), each answered.
+    let mut conns = Vec::new();
+    for i in 0..6 {
+        let mut conn = TcpStream::connect(addr).await.expect("connect");
+        let q = query(i, &format!("c{i}.test"), A, None);
+        assert_eq!(post_keep_alive(&mut conn, &q).await, 200, "connection {i}");
+        conns.push(conn);
+    }
+    let (_, metrics) = http_get(gw.addrs().admin.expect("admin"), "/metrics").await;
+    let open = metric(
+        &metrics,
+        "dohgate_inbound_connections",
+        &[("endpoint", "web"), ("protocol", "doh")],
+    );
+    assert_eq!(
+        open, 6.0,
+        "every connection is counted, whichever thread holds it"
+    );
+    // A query in flight when the gateway is told to stop is still answered; the idle
+    // connections are closed.
+    let mut busy = conns.remove(0);
+    let in_flight =
+        tokio::spawn(
+            async move { post_keep_alive(&mut busy, &query(100, "slow.test", A, None)).await },
+        );
+    while stub.count() < 7 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    gw.shutdown().await;
+    assert_eq!(
+        in_flight.await.expect("client"),
+        200,
+        "answered within the grace"
+    );
+    for conn in &mut conns {
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(CLIENT_TIMEOUT, conn.read(&mut buf))
+            .await
+            .expect("closed at shutdown")
+            .unwrap_or(0);
+        assert_eq!(n, 0, "an idle connection is closed");
+    }
+}

@@ -12,7 +12,7 @@ use dohgate_core::Protocol;
 use dohgate_core::config::{Config, InboundEndpoint};
 use dohgate_core::handler::{Endpoint, Handler};
 use dohgate_inbound::tls::{self, SelfSigned, ServerConfig};
-use dohgate_inbound::{DohListener, DohOptions, InboundMetrics};
+use dohgate_inbound::{DohListener, DohOptions, InboundMetrics, Workers};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -133,6 +133,8 @@ pub(crate) struct Spawner<'a, H> {
     pub metrics: &'a InboundMetrics,
     pub shutdown: &'a CancellationToken,
     pub tracker: &'a TaskTracker,
+    /// The threads DoH connections are served on.
+    pub workers: &'a Workers,
     pub grace: Duration,
     /// `limits.doh_connections`: connections each listener may hold at once.
     pub max_connections: usize,
@@ -172,7 +174,8 @@ impl<H: Handler> Spawner<'_, H> {
                     options.clone(),
                     self.metrics.clone(),
                 )
-                .with_context(|| format!("inbound endpoint {:?} ({what})", ep.name))?;
+                .with_context(|| format!("inbound endpoint {:?} ({what})", ep.name))?
+                .with_workers(self.workers.clone());
                 let entry = (ep.name.clone(), local);
                 match (protocol, tls.is_some()) {
                     (Protocol::DohFips, _) => addrs.doh_fips.push(entry),

@@ -22,7 +22,7 @@ use dohgate_core::acl::AllowList;
 use dohgate_core::config::{self, Config};
 use dohgate_core::handler::Endpoint;
 use dohgate_core::worker;
-use dohgate_inbound::{InboundMetrics, tcp, udp};
+use dohgate_inbound::{InboundMetrics, Workers, tcp, udp};
 use dohgate_outbound::{AnswerCache, OutboundMetrics, Resolver, ResolverOptions};
 use prometheus::Registry;
 use tokio::net::{TcpListener, UdpSocket};
@@ -158,11 +158,14 @@ pub async fn start(mut config: Config) -> anyhow::Result<RunningGateway> {
     let (mut doh_tls, self_signed) = doh::prepare_tls(&config)?;
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
+    let workers = Workers::start(config.threads.unwrap_or_else(worker::default_threads))
+        .context("cannot start the worker threads")?;
     let doh_spawner = doh::Spawner {
         handler: &resolver,
         metrics: &inbound_metrics,
         shutdown: &shutdown,
         tracker: &tracker,
+        workers: &workers,
         grace: config.timeouts.shutdown_grace,
         max_connections: config.limits.doh_connections,
     };
@@ -176,7 +179,6 @@ pub async fn start(mut config: Config) -> anyhow::Result<RunningGateway> {
     };
 
     let udp_options = udp::UdpOptions {
-        threads: config.threads.unwrap_or_else(worker::default_threads),
         reuseport: config.reuseport,
         ..udp::UdpOptions::default()
     };
@@ -192,6 +194,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<RunningGateway> {
                 resolver.clone(),
                 endpoint.clone(),
                 udp_options,
+                workers.clone(),
                 inbound_metrics.clone(),
                 shutdown.clone(),
             );

@@ -26,7 +26,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use rustls::ServerConfig;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, sleep, timeout};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -35,6 +35,7 @@ use tokio_util::task::TaskTracker;
 use crate::error::{DohError, TlsError};
 use crate::metrics::{DohListenerMetrics, InboundMetrics};
 use crate::ready::ready_now;
+use crate::workers::Workers;
 
 pub const DNS_MESSAGE: &str = "application/dns-message";
 
@@ -91,6 +92,7 @@ pub struct DohListener<H> {
     tls: Option<Arc<ServerConfig>>,
     options: DohOptions,
     metrics: InboundMetrics,
+    workers: Option<Workers>,
 }
 
 impl<H: Handler> DohListener<H> {
@@ -120,13 +122,22 @@ impl<H: Handler> DohListener<H> {
             tls,
             options,
             metrics,
+            workers: None,
         })
+    }
+
+    /// Serves each connection on one of `workers` in turn, from the TLS handshake to its last
+    /// request, instead of on the runtime `serve` runs on.
+    pub fn with_workers(mut self, workers: Workers) -> Self {
+        self.workers = Some(workers);
+        self
     }
 
     /// Serves until `shutdown` is cancelled. Then the socket is closed at once, idle
     /// connections are closed, requests in flight get [`DohOptions::shutdown_grace`] to finish,
     /// and whatever remains is dropped before `serve` returns.
-    pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) {
+    pub async fn serve(mut self, listener: TcpListener, shutdown: CancellationToken) {
+        let workers = self.workers.take();
         let tracker = TaskTracker::new();
         let hard_stop = CancellationToken::new();
         let shared = Arc::new(Shared::new(self, &tracker, &shutdown, &hard_stop));
@@ -153,12 +164,28 @@ impl<H: Handler> DohListener<H> {
             };
             shared.metrics.accepted.inc();
             let shared = shared.clone();
-            tracker.spawn(async move {
-                shared.metrics.open.inc();
-                shared.connection(stream, peer).await;
-                shared.metrics.open.dec();
-                drop(permit);
-            });
+            let Some(workers) = &workers else {
+                tracker.spawn(shared.hold(stream, peer, permit));
+                continue;
+            };
+            // The socket moves to the worker's runtime: out of this one's reactor here, into
+            // the worker's there.
+            let stream = match stream.into_std() {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "doh connection cannot move to a worker");
+                    continue;
+                }
+            };
+            tracker.spawn_on(
+                async move {
+                    match TcpStream::from_std(stream) {
+                        Ok(stream) => shared.hold(stream, peer, permit).await,
+                        Err(e) => tracing::debug!(%peer, error = %e, "doh connection lost moving to a worker"),
+                    }
+                },
+                workers.next(),
+            );
         }
         drop(listener);
         tracker.close();
@@ -274,6 +301,20 @@ impl<H: Handler> Shared<H> {
         http1_settings!(b.http1(), self.options);
         http2_settings!(b.http2(), self.options);
         b
+    }
+
+    /// Serves one accepted connection, counted as open while it lasts; `permit` is its place
+    /// under the connection limit.
+    async fn hold(
+        self: Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        permit: OwnedSemaphorePermit,
+    ) {
+        self.metrics.open.inc();
+        self.connection(stream, peer).await;
+        self.metrics.open.dec();
+        drop(permit);
     }
 
     async fn connection(self: &Arc<Self>, stream: TcpStream, peer: SocketAddr) {

@@ -9,8 +9,10 @@ mod ready;
 pub mod tcp;
 pub mod tls;
 pub mod udp;
+pub mod workers;
 
 pub use doh::{DohListener, DohOptions};
 pub use error::{DohError, TlsError};
 pub use metrics::InboundMetrics;
 pub use tls::fips_available;
+pub use workers::Workers;

@@ -6,15 +6,16 @@ use std::sync::Arc;
 
 use dohgate_core::handler::{DnsRequest, Endpoint, Handler, Reply, Transport};
 use dohgate_core::wire::Rcode;
-use dohgate_core::{Protocol, wire, worker};
+use dohgate_core::{Protocol, wire};
 use prometheus::IntCounter;
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::InboundMetrics;
 use crate::ready::ready_now;
+use crate::workers::Workers;
 
 mod batch;
 use batch::{BATCH, Batch};
@@ -22,14 +23,11 @@ use batch::{BATCH, Batch};
 /// Limits of one UDP listener.
 #[derive(Clone, Copy, Debug)]
 pub struct UdpOptions {
-    /// Queries being answered at once, over all threads; past it a thread stops reading and
-    /// the kernel's socket buffer absorbs the burst.
+    /// Queries being answered at once, over all worker threads; past it a thread stops
+    /// reading and the kernel's socket buffer absorbs the burst.
     pub max_in_flight: usize,
-    /// Threads serving the socket, each with a single-threaded runtime of its own; one per
-    /// core by default.
-    pub threads: usize,
-    /// Give each thread a socket of its own on the same address with `SO_REUSEPORT` (the
-    /// kernel spreads clients over them by address and port) instead of a handle on one
+    /// Give each worker thread a socket of its own on the same address with `SO_REUSEPORT`
+    /// (the kernel spreads clients over them by address and port) instead of a handle on one
     /// shared socket. The socket passed to [`serve`] must come from [`bind`] with it set.
     pub reuseport: bool,
 }
@@ -38,7 +36,6 @@ impl Default for UdpOptions {
     fn default() -> Self {
         UdpOptions {
             max_in_flight: 4096,
-            threads: worker::default_threads(),
             reuseport: false,
         }
     }
@@ -47,12 +44,11 @@ impl Default for UdpOptions {
 /// Serves Do53 over UDP on an already bound socket until `shutdown` is cancelled, then waits
 /// for the queries in flight to be answered (the caller bounds that wait).
 ///
-/// The socket is served by [`UdpOptions::threads`] threads, each running a single-threaded
-/// runtime with its own handle on the socket: a query is read, forwarded, and answered on one
-/// thread, with no hand-over between threads (and no wake-up of another one) on the way. The
-/// threads share the socket's receive queue, so a few busy clients are spread over all of
-/// them, which separate `SO_REUSEPORT` sockets (balanced by the clients' addresses and ports)
-/// would not do.
+/// Every one of `workers` serves the socket, with a handle of its own on it: a query is read,
+/// forwarded, and answered on one thread, with no hand-over between threads (and no wake-up of
+/// another one) on the way. The threads share the socket's receive queue, so a few busy
+/// clients are spread over all of them, which separate `SO_REUSEPORT` sockets (balanced by the
+/// clients' addresses and ports) would not do.
 ///
 /// Each thread reads the queries waiting on the socket in batches and sends the answers it
 /// has at hand together (`recvmmsg` and `sendmmsg` where the system has them); queries that
@@ -65,6 +61,7 @@ pub async fn serve<H: Handler>(
     handler: Arc<H>,
     endpoint: Arc<Endpoint>,
     options: UdpOptions,
+    workers: Workers,
     metrics: InboundMetrics,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
@@ -75,56 +72,48 @@ pub async fn serve<H: Handler>(
         metrics
             .dropped
             .with_label_values(&[endpoint.name.as_str(), "do53", "unanswerable"]);
-    let threads = options.threads.max(1);
+    let threads = workers.handles().len();
     let per_thread = options.max_in_flight.div_ceil(threads).max(1);
-    let mut finished = Vec::with_capacity(threads);
-    for index in 1..=threads {
-        let socket = if options.reuseport && index > 1 {
+    let mut loops = Vec::with_capacity(threads);
+    for (i, worker) in workers.handles().iter().enumerate() {
+        let socket = if options.reuseport && i > 0 {
             let own = bind_std(local, true)?;
             grow_receive_buffer(&own);
             own
         } else {
             socket.try_clone()?
         };
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let (done, finished_rx) = oneshot::channel::<()>();
-        finished.push(finished_rx);
         let handler = handler.clone();
         let endpoint = endpoint.clone();
         let unanswerable = unanswerable.clone();
         let shutdown = shutdown.clone();
-        std::thread::Builder::new()
-            .name(format!("dohgate-udp-{index}"))
-            .spawn(move || {
-                worker::set_current(index);
-                runtime.block_on(async move {
-                    let socket = match UdpSocket::from_std(socket) {
-                        Ok(s) => Arc::new(s),
-                        Err(e) => {
-                            tracing::error!(error = %e, "udp listener thread cannot use its socket");
-                            return;
-                        }
-                    };
-                    let in_flight = Arc::new(Semaphore::new(per_thread));
-                    receive_loop(
-                        socket,
-                        handler,
-                        endpoint,
-                        in_flight.clone(),
-                        unanswerable,
-                        shutdown,
-                    )
-                    .await;
-                    // Every permit back means every query in flight has been answered.
-                    let _ = in_flight.acquire_many(per_thread as u32).await;
-                });
-                drop(done);
-            })?;
+        loops.push(worker.spawn(async move {
+            // Registered with the worker's own runtime.
+            let socket = match UdpSocket::from_std(socket) {
+                Ok(s) => Arc::new(s),
+                Err(e) => {
+                    tracing::error!(error = %e, "udp listener worker cannot use its socket");
+                    return;
+                }
+            };
+            let in_flight = Arc::new(Semaphore::new(per_thread));
+            receive_loop(
+                socket,
+                handler,
+                endpoint,
+                in_flight.clone(),
+                unanswerable,
+                shutdown,
+            )
+            .await;
+            // Every permit back means every query in flight has been answered.
+            let _ = in_flight.acquire_many(per_thread as u32).await;
+        }));
     }
-    for f in finished {
-        let _ = f.await;
+    for l in loops {
+        if let Err(e) = l.await {
+            tracing::error!(error = %e, "udp receive loop failed");
+        }
     }
     Ok(())
 }
@@ -216,7 +205,7 @@ async fn receive_loop<H: Handler>(
             }
         }
         drop(permits);
-        batch.send(&socket, &ready).await;
+        batch::send(&socket, &ready).await;
         ready.clear();
     }
 }

@@ -28,14 +28,11 @@ pub(super) struct Datagram {
     pub(super) cut: bool,
 }
 
-/// Buffers and message headers, reused from one batch to the next.
+/// Buffers reused from one batch to the next. (The message headers are made per call: nix's
+/// are not `Send`, and the receive loop is a task on its worker's runtime.)
 pub(super) struct Batch {
     buffers: Box<[u8]>,
     received: [Datagram; BATCH],
-    #[cfg(mmsg)]
-    receiving: nix::sys::socket::MultiHeaders<SockaddrStorage>,
-    #[cfg(mmsg)]
-    sending: nix::sys::socket::MultiHeaders<SockaddrStorage>,
 }
 
 impl Batch {
@@ -44,10 +41,6 @@ impl Batch {
             // Pages are touched only as datagrams land in them.
             buffers: vec![0; BATCH * MAX_QUERY].into_boxed_slice(),
             received: [Datagram::default(); BATCH],
-            #[cfg(mmsg)]
-            receiving: nix::sys::socket::MultiHeaders::preallocate(BATCH, None),
-            #[cfg(mmsg)]
-            sending: nix::sys::socket::MultiHeaders::preallocate(BATCH, None),
         }
     }
 
@@ -68,11 +61,10 @@ impl Batch {
         };
         #[cfg(mmsg)]
         {
-            // The kernel keeps each header's address length at the last sender's, which is the
-            // same for every sender of one socket (`sockaddr_in6` for v4-mapped ones too).
+            let mut headers = nix::sys::socket::MultiHeaders::preallocate(slices.len(), None);
             let results = nix::sys::socket::recvmmsg(
                 socket.as_raw_fd(),
-                &mut self.receiving,
+                &mut headers,
                 slices.iter_mut(),
                 MsgFlags::MSG_DONTWAIT,
                 None,
@@ -102,62 +94,59 @@ impl Batch {
         let d = self.received[i];
         (&self.buffers[i * MAX_QUERY..][..d.len.min(MAX_QUERY)], d)
     }
+}
 
-    /// Sends each answer to its client, as many per system call as the socket takes; an answer
-    /// it does not take at once (full buffer, or an error of that one answer) is sent on its
-    /// own, waiting for room.
-    pub(super) async fn send(&mut self, socket: &UdpSocket, answers: &[(Vec<u8>, SocketAddr)]) {
-        let mut done = 0;
-        while let Some(rest) = answers.get(done..).filter(|r| !r.is_empty()) {
-            match socket.try_io(Interest::WRITABLE, || self.send_some(socket, rest)) {
-                Ok(n) if n > 0 => done += n,
-                _ => {
-                    let (answer, client) = &rest[0];
-                    if let Err(e) = socket.send_to(answer, client).await {
-                        tracing::debug!(%client, error = %e, "udp send failed");
-                    }
-                    done += 1;
+/// Sends each answer to its client, as many per system call as the socket takes; an answer
+/// it does not take at once (full buffer, or an error of that one answer) is sent on its
+/// own, waiting for room.
+pub(super) async fn send(socket: &UdpSocket, answers: &[(Vec<u8>, SocketAddr)]) {
+    let mut done = 0;
+    while let Some(rest) = answers.get(done..).filter(|r| !r.is_empty()) {
+        match socket.try_io(Interest::WRITABLE, || send_some(socket, rest)) {
+            Ok(n) if n > 0 => done += n,
+            _ => {
+                let (answer, client) = &rest[0];
+                if let Err(e) = socket.send_to(answer, client).await {
+                    tracing::debug!(%client, error = %e, "udp send failed");
                 }
+                done += 1;
             }
         }
     }
+}
 
-    /// Sends the first answers of `answers` without blocking; returns how many went out.
-    fn send_some(
-        &mut self,
-        socket: &UdpSocket,
-        answers: &[(Vec<u8>, SocketAddr)],
-    ) -> io::Result<usize> {
-        #[cfg(mmsg)]
-        {
-            let answers = &answers[..answers.len().min(BATCH)];
-            let slices: Vec<[IoSlice<'_>; 1]> =
-                answers.iter().map(|(a, _)| [IoSlice::new(a)]).collect();
-            let to: Vec<Option<SockaddrStorage>> =
-                answers.iter().map(|(_, c)| Some((*c).into())).collect();
-            let sent = nix::sys::socket::sendmmsg(
-                socket.as_raw_fd(),
-                &mut self.sending,
-                slices.iter(),
-                &to,
-                [],
-                MsgFlags::MSG_DONTWAIT,
-            )?;
-            Ok(sent.count())
-        }
-        #[cfg(not(mmsg))]
-        {
-            let (answer, client) = &answers[0];
-            let to: SockaddrStorage = (*client).into();
-            nix::sys::socket::sendmsg(
-                socket.as_raw_fd(),
-                &[IoSlice::new(answer)],
-                &[],
-                MsgFlags::MSG_DONTWAIT,
-                Some(&to),
-            )?;
-            Ok(1)
-        }
+/// Sends the first answers of `answers` without blocking; returns how many went out.
+fn send_some(socket: &UdpSocket, answers: &[(Vec<u8>, SocketAddr)]) -> io::Result<usize> {
+    #[cfg(mmsg)]
+    {
+        let answers = &answers[..answers.len().min(BATCH)];
+        let slices: Vec<[IoSlice<'_>; 1]> =
+            answers.iter().map(|(a, _)| [IoSlice::new(a)]).collect();
+        let to: Vec<Option<SockaddrStorage>> =
+            answers.iter().map(|(_, c)| Some((*c).into())).collect();
+        let mut headers = nix::sys::socket::MultiHeaders::preallocate(answers.len(), None);
+        let sent = nix::sys::socket::sendmmsg(
+            socket.as_raw_fd(),
+            &mut headers,
+            slices.iter(),
+            &to,
+            [],
+            MsgFlags::MSG_DONTWAIT,
+        )?;
+        Ok(sent.count())
+    }
+    #[cfg(not(mmsg))]
+    {
+        let (answer, client) = &answers[0];
+        let to: SockaddrStorage = (*client).into();
+        nix::sys::socket::sendmsg(
+            socket.as_raw_fd(),
+            &[IoSlice::new(answer)],
+            &[],
+            MsgFlags::MSG_DONTWAIT,
+            Some(&to),
+        )?;
+        Ok(1)
     }
 }
 
