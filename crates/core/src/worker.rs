@@ -1,11 +1,11 @@
 //! Which listener worker thread the current code runs on.
 //!
-//! The Do53 UDP and DoH listeners run on one worker thread per core, each with a
+//! The Do53 and DoH listeners run on one worker thread per core, each with a
 //! single-threaded runtime of its own (see dohgate-inbound's `workers` module). A query read on
 //! such a thread is answered on it from start to end: state the query path keeps per thread
 //! (the upstream socket pools) is picked with [`current`], so a query's upstream answer wakes a
 //! task on the same thread instead of handing it across threads. Code on any other thread (the
-//! shared multi-threaded runtime: Do53 TCP, admin) reads worker 0.
+//! shared multi-threaded runtime: accept loops, admin) reads worker 0.
 
 use std::cell::Cell;
 use std::num::NonZeroUsize;

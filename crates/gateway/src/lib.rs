@@ -208,6 +208,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<RunningGateway> {
                 resolver.clone(),
                 endpoint.clone(),
                 tcp_options,
+                workers.clone(),
                 inbound_metrics.clone(),
                 shutdown.clone(),
             ));

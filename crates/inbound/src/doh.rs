@@ -168,10 +168,8 @@ impl<H: Handler> DohListener<H> {
                 tracker.spawn(shared.hold(stream, peer, permit));
                 continue;
             };
-            // The socket moves to the worker's runtime: out of this one's reactor here, into
-            // the worker's there.
-            let stream = match stream.into_std() {
-                Ok(s) => s,
+            let (worker, arrive) = match workers.hand_over(stream) {
+                Ok(w) => w,
                 Err(e) => {
                     tracing::debug!(%peer, error = %e, "doh connection cannot move to a worker");
                     continue;
@@ -179,12 +177,14 @@ impl<H: Handler> DohListener<H> {
             };
             tracker.spawn_on(
                 async move {
-                    match TcpStream::from_std(stream) {
+                    match arrive.await {
                         Ok(stream) => shared.hold(stream, peer, permit).await,
-                        Err(e) => tracing::debug!(%peer, error = %e, "doh connection lost moving to a worker"),
+                        Err(e) => {
+                            tracing::debug!(%peer, error = %e, "doh connection lost moving to a worker")
+                        }
                     }
                 },
-                workers.next(),
+                worker,
             );
         }
         drop(listener);

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::InboundMetrics;
 use crate::ready::ready_now;
+use crate::workers::Workers;
 
 /// Limits of one TCP listener.
 #[derive(Clone, Copy, Debug)]
@@ -57,6 +58,7 @@ pub async fn serve<H: Handler>(
     handler: Arc<H>,
     endpoint: Arc<Endpoint>,
     options: TcpOptions,
+    workers: Workers,
     metrics: InboundMetrics,
     shutdown: CancellationToken,
 ) {
@@ -96,15 +98,30 @@ pub async fn serve<H: Handler>(
             continue;
         };
         accepted.inc();
+        // Served on a worker thread, with the queries it carries and their upstream exchanges.
+        let (worker, arrive) = match workers.hand_over(stream) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "tcp connection cannot move to a worker");
+                continue;
+            }
+        };
         open.inc();
         let open = open.clone();
         let handler = handler.clone();
         let endpoint = endpoint.clone();
         let counters = counters.clone();
         let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let _ = stream.set_nodelay(true);
-            connection(stream, peer, handler, endpoint, options, counters, shutdown).await;
+        worker.spawn(async move {
+            match arrive.await {
+                Ok(stream) => {
+                    let _ = stream.set_nodelay(true);
+                    connection(stream, peer, handler, endpoint, options, counters, shutdown).await;
+                }
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "tcp connection lost moving to a worker")
+                }
+            }
             open.dec();
             drop(permit);
         });

@@ -1,6 +1,6 @@
 //! The listeners' worker threads: one single-threaded runtime per core.
 //!
-//! UDP receive loops and DoH connections run on these threads. Everything a query needs
+//! UDP receive loops and TCP and DoH connections run on these threads. Everything a query needs
 //! happens on the thread that read it: the handler, the upstream exchange (Do53 targets keep a
 //! socket pool per worker, picked with [`dohgate_core::worker::current`]), the task that reads
 //! the upstream answer, and the answer going out. No query is handed to another thread, and no
@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use dohgate_core::worker;
+use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
@@ -71,6 +72,20 @@ impl Workers {
     pub fn next(&self) -> &Handle {
         let handles = &self.inner.handles;
         &handles[self.inner.next.fetch_add(1, Ordering::Relaxed) % handles.len()]
+    }
+
+    /// Hands an accepted connection to the next worker: takes it out of the calling runtime's
+    /// reactor and returns the worker with a future that, run there, gives the connection back
+    /// registered with the worker's reactor.
+    pub fn hand_over(
+        &self,
+        stream: TcpStream,
+    ) -> io::Result<(
+        &Handle,
+        impl Future<Output = io::Result<TcpStream>> + Send + 'static,
+    )> {
+        let stream = stream.into_std()?;
+        Ok((self.next(), async move { TcpStream::from_std(stream) }))
     }
 }
 
