@@ -66,7 +66,6 @@ pub async fn serve<H: Handler>(
     shutdown: CancellationToken,
 ) -> io::Result<()> {
     let socket = socket.into_std()?;
-    grow_receive_buffer(&socket);
     let local = socket.local_addr()?;
     let unanswerable =
         metrics
@@ -77,9 +76,7 @@ pub async fn serve<H: Handler>(
     let mut loops = Vec::with_capacity(threads);
     for (i, worker) in workers.handles().iter().enumerate() {
         let socket = if options.reuseport && i > 0 {
-            let own = bind_std(local, true)?;
-            grow_receive_buffer(&own);
-            own
+            bind_std(local, true)?
         } else {
             socket.try_clone()?
         };
@@ -190,15 +187,17 @@ async fn receive_loop<H: Handler>(
             // queries that wait on an upstream get a task of their own.
             match ready_now(Box::pin(async move { handler.handle(request).await })) {
                 Ok(reply) => {
-                    if let Some(answer) = reply.message {
-                        ready.push((wire::truncate_for_udp(answer, limit), client));
+                    if let Some(answer) = for_client(reply, limit) {
+                        ready.push((answer, client));
                     }
                     drop(permit);
                 }
                 Err(answering) => {
                     let socket = socket.clone();
                     tokio::spawn(async move {
-                        send(&socket, answering.await, limit, client).await;
+                        if let Some(answer) = for_client(answering.await, limit) {
+                            send(&socket, &answer, client).await;
+                        }
                         drop(permit);
                     });
                 }
@@ -211,7 +210,8 @@ async fn receive_loop<H: Handler>(
 }
 
 /// Binds a Do53 UDP listener socket on `addr`, with `SO_REUSEPORT` if `reuseport` (see
-/// [`UdpOptions::reuseport`]).
+/// [`UdpOptions::reuseport`]) and a receive buffer grown to 4 MiB. The socket
+/// [`serve`] is given should come from here.
 pub fn bind(addr: SocketAddr, reuseport: bool) -> io::Result<UdpSocket> {
     UdpSocket::from_std(bind_std(addr, reuseport)?)
 }
@@ -227,7 +227,9 @@ fn bind_std(addr: SocketAddr, reuseport: bool) -> io::Result<std::net::UdpSocket
     }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
-    Ok(socket.into())
+    let socket = socket.into();
+    grow_receive_buffer(&socket);
+    Ok(socket)
 }
 
 /// The receive buffer asked for on each listener socket: a burst of queries waits in it while
@@ -258,13 +260,16 @@ fn udp_limit(query: &[u8]) -> usize {
     wire::parse_query(query).map_or(wire::CLASSIC_UDP_SIZE, |q| q.udp_limit())
 }
 
-/// Sends the handler's answer, if it has one, cut to the client's `limit`.
-async fn send(socket: &UdpSocket, reply: Reply, limit: usize, client: SocketAddr) {
-    let Some(answer) = reply.message else {
-        return;
-    };
-    let answer = wire::truncate_for_udp(answer, limit);
-    if let Err(e) = socket.send_to(&answer, client).await {
+/// The handler's answer, if it has one, cut to the client's `limit`.
+fn for_client(reply: Reply, limit: usize) -> Option<Vec<u8>> {
+    reply
+        .message
+        .map(|answer| wire::truncate_for_udp(answer, limit))
+}
+
+/// Sends one answer, waiting for room in the socket's buffer.
+async fn send(socket: &UdpSocket, answer: &[u8], client: SocketAddr) {
+    if let Err(e) = socket.send_to(answer, client).await {
         tracing::debug!(%client, error = %e, "udp send failed");
     }
 }

@@ -106,9 +106,7 @@ pub(super) async fn send(socket: &UdpSocket, answers: &[(Vec<u8>, SocketAddr)]) 
             Ok(n) if n > 0 => done += n,
             _ => {
                 let (answer, client) = &rest[0];
-                if let Err(e) = socket.send_to(answer, client).await {
-                    tracing::debug!(%client, error = %e, "udp send failed");
-                }
+                super::send(socket, answer, *client).await;
                 done += 1;
             }
         }
