@@ -168,20 +168,13 @@ impl<H: Handler> DohListener<H> {
                 tracker.spawn(shared.hold(stream, peer, permit));
                 continue;
             };
-            let (worker, arrive) = match workers.hand_over(stream) {
-                Ok(w) => w,
-                Err(e) => {
-                    tracing::debug!(%peer, error = %e, "doh connection cannot move to a worker");
-                    continue;
-                }
+            let Some((worker, arrive)) = workers.hand_over(stream, peer) else {
+                continue;
             };
             tracker.spawn_on(
                 async move {
-                    match arrive.await {
-                        Ok(stream) => shared.hold(stream, peer, permit).await,
-                        Err(e) => {
-                            tracing::debug!(%peer, error = %e, "doh connection lost moving to a worker")
-                        }
+                    if let Some(stream) = arrive.await {
+                        shared.hold(stream, peer, permit).await;
                     }
                 },
                 worker,

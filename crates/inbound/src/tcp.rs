@@ -99,12 +99,8 @@ pub async fn serve<H: Handler>(
         };
         accepted.inc();
         // Served on a worker thread, with the queries it carries and their upstream exchanges.
-        let (worker, arrive) = match workers.hand_over(stream) {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::debug!(%peer, error = %e, "tcp connection cannot move to a worker");
-                continue;
-            }
+        let Some((worker, arrive)) = workers.hand_over(stream, peer) else {
+            continue;
         };
         open.inc();
         let open = open.clone();
@@ -113,14 +109,9 @@ pub async fn serve<H: Handler>(
         let counters = counters.clone();
         let shutdown = shutdown.clone();
         worker.spawn(async move {
-            match arrive.await {
-                Ok(stream) => {
-                    let _ = stream.set_nodelay(true);
-                    connection(stream, peer, handler, endpoint, options, counters, shutdown).await;
-                }
-                Err(e) => {
-                    tracing::debug!(%peer, error = %e, "tcp connection lost moving to a worker")
-                }
+            if let Some(stream) = arrive.await {
+                let _ = stream.set_nodelay(true);
+                connection(stream, peer, handler, endpoint, options, counters, shutdown).await;
             }
             open.dec();
             drop(permit);

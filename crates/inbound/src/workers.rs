@@ -8,6 +8,7 @@
 //! across threads) cost a DoH query about a third of its CPU.
 
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -76,16 +77,31 @@ impl Workers {
 
     /// Hands an accepted connection to the next worker: takes it out of the calling runtime's
     /// reactor and returns the worker with a future that, run there, gives the connection back
-    /// registered with the worker's reactor.
+    /// registered with the worker's reactor. A connection that cannot make the move (logged)
+    /// is dropped: `None` here, or from the future.
     pub fn hand_over(
         &self,
         stream: TcpStream,
-    ) -> io::Result<(
+        peer: SocketAddr,
+    ) -> Option<(
         &Handle,
-        impl Future<Output = io::Result<TcpStream>> + Send + 'static,
+        impl Future<Output = Option<TcpStream>> + Send + 'static,
     )> {
-        let stream = stream.into_std()?;
-        Ok((self.next(), async move { TcpStream::from_std(stream) }))
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "connection cannot move to a worker");
+                return None;
+            }
+        };
+        let arrive = async move {
+            TcpStream::from_std(stream)
+                .inspect_err(
+                    |e| tracing::debug!(%peer, error = %e, "connection lost moving to a worker"),
+                )
+                .ok()
+        };
+        Some((self.next(), arrive))
     }
 }
 
