@@ -205,10 +205,10 @@ pub struct Config {
     pub resolver: ResolverConfig,
     pub timeouts: Timeouts,
     pub limits: Limits,
-    /// Worker threads of the shared runtime, and threads serving each Do53 UDP listener;
+    /// Worker threads serving the Do53 and DoH listeners (and the shared runtime's threads);
     /// `None`: one per core.
     pub threads: Option<usize>,
-    /// Each thread serving a Do53 UDP listener has its own `SO_REUSEPORT` socket.
+    /// Each worker thread has its own `SO_REUSEPORT` socket on each Do53 UDP listener.
     pub reuseport: bool,
     pub query_log: QueryLogConfig,
     pub cache: CacheConfig,

@@ -80,7 +80,7 @@ pub struct Cli {
     #[arg(long)]
     pub no_cache: bool,
 
-    /// Worker threads, and threads per Do53 UDP listener (overrides [runtime] threads).
+    /// Worker threads serving the Do53 and DoH listeners (overrides [runtime] threads).
     /// Default: one per core.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=config::MAX_THREADS))]
     pub threads: Option<u64>,
