@@ -47,6 +47,10 @@ pub struct FileConfig {
 pub struct AdminFile {
     /// Address of the admin listener (`/metrics`, `/healthz`, `/readyz`); absent: no admin.
     pub listen: Option<Spanned<String>>,
+    /// Admin connections open at once; past it new ones are closed at once.
+    pub max_connections: Option<Spanned<u64>>,
+    /// An admin connection that sends no complete request head for this long is closed.
+    pub idle_timeout_ms: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -202,6 +206,7 @@ impl<'de> Deserialize<'de> for TargetFile {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub admin: Option<SocketAddr>,
+    pub admin_limits: AdminLimits,
     pub resolver: ResolverConfig,
     pub timeouts: Timeouts,
     pub limits: Limits,
@@ -216,6 +221,26 @@ pub struct Config {
     pub outbound: Vec<OutboundEndpoint>,
     /// The configured rules (the auto-defined ones are added by [`Config::rule_set`]).
     pub rules: Vec<ForwardingRule>,
+}
+
+/// Bounds of the admin listener, so that idle or slow admin clients cannot take the file
+/// descriptors the DNS listeners need.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AdminLimits {
+    /// Connections open at once; past it new ones are closed at once.
+    pub max_connections: usize,
+    /// How long a connection may wait for (or take to send) its next request head.
+    pub idle_timeout: Duration,
+}
+
+impl Default for AdminLimits {
+    fn default() -> Self {
+        AdminLimits {
+            // Prometheus, a probe or two and an operator's curl, with room to spare.
+            max_connections: 64,
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -659,6 +684,26 @@ impl FileConfig {
             Some(s) => Some(cx.addr("admin.listen", s)?),
             None => None,
         };
+        let admin_file = self.admin.unwrap_or_default();
+        let da = AdminLimits::default();
+        let admin_limits = AdminLimits {
+            max_connections: cx
+                .within(
+                    "admin.max_connections",
+                    &admin_file.max_connections,
+                    1,
+                    4096,
+                )?
+                .map_or(da.max_connections, |n| n as usize),
+            idle_timeout: cx
+                .within(
+                    "admin.idle_timeout_ms",
+                    &admin_file.idle_timeout_ms,
+                    100,
+                    3_600_000,
+                )?
+                .map_or(da.idle_timeout, Duration::from_millis),
+        };
 
         let t = self.timeouts.unwrap_or_default();
         let d = Timeouts::default();
@@ -1037,6 +1082,7 @@ impl FileConfig {
 
         Ok(Config {
             admin,
+            admin_limits,
             resolver,
             timeouts,
             limits,

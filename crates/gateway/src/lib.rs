@@ -154,7 +154,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<RunningGateway> {
         resolver.set_query_log(log);
     }
 
-    fdlimit::raise(&config);
+    fdlimit::raise(&mut config);
     let (mut doh_tls, self_signed) = doh::prepare_tls(&config)?;
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -232,6 +232,10 @@ pub async fn start(mut config: Config) -> anyhow::Result<RunningGateway> {
             listener,
             registry.clone(),
             health.clone(),
+            config.admin_limits,
+            gateway_metrics
+                .admin_refused
+                .with_label_values(&["connection_limit"]),
             shutdown.clone(),
         ));
     }

@@ -8,6 +8,7 @@ pub const CONFIG_RELOADS: &str = "dohgate_config_reloads_total";
 pub const ENDPOINT_CAPACITY_STATUS: &str = "dohgate_endpoint_capacity_status";
 pub const ENDPOINT_CAPACITY_QPS: &str = "dohgate_endpoint_capacity_qps";
 pub const QUERY_LOG_DROPPED: &str = "dohgate_query_log_dropped_total";
+pub const ADMIN_CONNECTIONS_REFUSED: &str = "dohgate_admin_connections_refused_total";
 
 /// The git commit the binary was built from ("unknown" outside a checkout).
 pub const GIT_SHA: &str = env!("DOHGATE_GIT_SHA");
@@ -23,6 +24,8 @@ pub struct GatewayMetrics {
     pub capacity_qps: IntGaugeVec,
     /// By reason: queue_full (the writer is behind) or write_error.
     pub query_log_dropped: IntCounterVec,
+    /// Admin connections closed unserved, by reason: connection_limit.
+    pub admin_refused: IntCounterVec,
 }
 
 impl GatewayMetrics {
@@ -86,11 +89,23 @@ impl GatewayMetrics {
         )?;
         registry.register(Box::new(query_log_dropped.clone()))?;
 
+        let admin_refused = IntCounterVec::new(
+            Opts::new(
+                ADMIN_CONNECTIONS_REFUSED,
+                "Admin connections closed unserved: connection_limit (admin.max_connections open \
+                 already)",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(admin_refused.clone()))?;
+        admin_refused.with_label_values(&["connection_limit"]);
+
         Ok(GatewayMetrics {
             config_reloads,
             capacity_status,
             capacity_qps,
             query_log_dropped,
+            admin_refused,
         })
     }
 }

@@ -49,7 +49,7 @@ impl InboundMetrics {
             dropped: counter(
                 INBOUND_DROPPED,
                 "Queries or connections dropped without an answer (reason: incomplete, unanswerable, \
-                 connection_limit)",
+                 not_a_query, connection_limit)",
                 &["endpoint", "protocol", "reason"],
             )?,
             doh_http_responses: counter(

@@ -133,7 +133,6 @@ async fn connection<H: Handler>(
     shutdown: CancellationToken,
 ) {
     let (mut rd, wr) = stream.into_split();
-    // An empty message asks the writer to close the connection.
     let (tx, rx) = mpsc::channel::<Vec<u8>>(options.max_in_flight);
     let writer = tokio::spawn(write_answers(wr, rx, options.write_timeout));
     let in_flight = Arc::new(Semaphore::new(options.max_in_flight));
@@ -172,16 +171,21 @@ async fn connection<H: Handler>(
         let handler = handler.clone();
         // As on UDP: an answer the handler has at hand goes straight to the writer; only
         // queries that wait on an upstream get a task of their own.
+        // A reply without a message (a response sent as a query) is dropped: nothing is sent
+        // and the connection goes on.
         match ready_now(Box::pin(async move { handler.handle(request).await })) {
             Ok(reply) => {
-                let _ = tx.send(reply.message.unwrap_or_default()).await;
+                if let Some(answer) = reply.message {
+                    let _ = tx.send(answer).await;
+                }
                 drop(permit);
             }
             Err(answering) => {
                 let tx = tx.clone();
                 tokio::spawn(async move {
-                    let reply = answering.await;
-                    let _ = tx.send(reply.message.unwrap_or_default()).await;
+                    if let Some(answer) = answering.await.message {
+                        let _ = tx.send(answer).await;
+                    }
                     drop(permit);
                 });
             }
@@ -202,9 +206,6 @@ async fn write_answers(
         let Ok(len) = u16::try_from(answer.len()) else {
             break;
         };
-        if len == 0 {
-            break;
-        }
         framed.clear();
         framed.extend_from_slice(&len.to_be_bytes());
         framed.extend_from_slice(&answer);

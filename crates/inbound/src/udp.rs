@@ -67,10 +67,15 @@ pub async fn serve<H: Handler>(
 ) -> io::Result<()> {
     let socket = socket.into_std()?;
     let local = socket.local_addr()?;
-    let unanswerable =
+    let dropped = |reason: &str| {
         metrics
             .dropped
-            .with_label_values(&[endpoint.name.as_str(), "do53", "unanswerable"]);
+            .with_label_values(&[endpoint.name.as_str(), "do53", reason])
+    };
+    let dropped = Dropped {
+        unanswerable: dropped("unanswerable"),
+        responses: dropped("not_a_query"),
+    };
     let threads = workers.handles().len();
     let per_thread = options.max_in_flight.div_ceil(threads).max(1);
     let mut loops = Vec::with_capacity(threads);
@@ -82,7 +87,7 @@ pub async fn serve<H: Handler>(
         };
         let handler = handler.clone();
         let endpoint = endpoint.clone();
-        let unanswerable = unanswerable.clone();
+        let dropped = dropped.clone();
         let shutdown = shutdown.clone();
         loops.push(worker.spawn(async move {
             // Registered with the worker's own runtime.
@@ -99,7 +104,7 @@ pub async fn serve<H: Handler>(
                 handler,
                 endpoint,
                 in_flight.clone(),
-                unanswerable,
+                dropped,
                 shutdown,
             )
             .await;
@@ -115,14 +120,27 @@ pub async fn serve<H: Handler>(
     Ok(())
 }
 
+/// Datagrams a receive loop drops unanswered, by reason.
+#[derive(Clone, Debug)]
+struct Dropped {
+    /// Too short to carry an ID, or from no address.
+    unanswerable: IntCounter,
+    /// Too large to read, and a response (QR set) besides.
+    responses: IntCounter,
+}
+
 async fn receive_loop<H: Handler>(
     socket: Arc<UdpSocket>,
     handler: Arc<H>,
     endpoint: Arc<Endpoint>,
     in_flight: Arc<Semaphore>,
-    unanswerable: IntCounter,
+    dropped: Dropped,
     shutdown: CancellationToken,
 ) {
+    let Dropped {
+        unanswerable,
+        responses,
+    } = dropped;
     let mut batch = Batch::new();
     let mut ready: Vec<(Vec<u8>, SocketAddr)> = Vec::with_capacity(BATCH);
     loop {
@@ -166,8 +184,11 @@ async fn receive_loop<H: Handler>(
                 continue;
             }
             if datagram.cut {
-                // Larger than any query has reason to be: what was read is not the query.
-                if let Some(formerr) = wire::error_response(query, Rcode::FormErr) {
+                // Larger than any query has reason to be: what was read is not the query. A
+                // response is never answered, even with FORMERR (see the resolver).
+                if wire::flags(query) & wire::FLAG_QR != 0 {
+                    responses.inc();
+                } else if let Some(formerr) = wire::error_response(query, Rcode::FormErr) {
                     ready.push((formerr, client));
                 }
                 continue;

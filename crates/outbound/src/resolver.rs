@@ -15,7 +15,7 @@ use std::time::Duration;
 use dohgate_core::handler::{DnsRequest, Handler, Reply, Transport};
 use dohgate_core::rules::{RuleKind, RuleSet};
 use dohgate_core::wire::{self, Query, Rcode};
-use dohgate_core::{Protocol, TargetSpec, local};
+use dohgate_core::{Protocol, TargetSpec, WireError, local};
 use prometheus::{Histogram, IntCounter};
 use tokio::time::Instant;
 
@@ -258,8 +258,14 @@ impl Resolver {
                     .malformed
                     .with_label_values(&[req.endpoint.name.as_str(), e.label()])
                     .inc();
+                // A response is never answered, not even with FORMERR (itself a response):
+                // one spoofed datagram would otherwise loop between two servers for ever.
+                let message = match e {
+                    WireError::NotAQuery => None,
+                    _ => wire::error_response(msg, e.rcode()),
+                };
                 return Reply {
-                    message: wire::error_response(msg, e.rcode()),
+                    message,
                     malformed: Some(e),
                 };
             }
