@@ -1,6 +1,6 @@
 //! The transport-blind seam: every listener decodes its framing, hands the raw query to a
-//! [`Handler`], and encodes the [`Reply`]. Rules, forwarding, limits and metrics live behind it,
-//! so Do53 and DoH share one pipeline.
+//! [`Handler`], and carries out the [`Reply`] (send this answer, or drop). Admission, policy,
+//! routing and observation live behind it, so Do53 and DoH share one pipeline.
 
 use std::fmt;
 use std::future::Future;
@@ -74,22 +74,39 @@ pub struct DnsRequest {
     pub transport: Transport,
 }
 
-/// What the handler answers.
-#[derive(Debug, Default)]
-pub struct Reply {
-    /// The DNS message to send back; `None` when nothing can be sent (a datagram too short to
-    /// carry an ID).
-    pub message: Option<Vec<u8>>,
-    /// Set when the gateway rejected the query itself as malformed: DoH answers such a query
-    /// with HTTP 400 and this reason rather than a DNS message.
-    pub malformed: Option<WireError>,
+/// What the listener must do with a query once the handler is done with it, so that no
+/// listener invents its own meaning for a missing answer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// Send this DNS message back. For a query that came over UDP it already fits the
+    /// client's payload size (TC set otherwise).
+    Answer(Vec<u8>),
+    /// The query is malformed. Do53 sends `answer` when there is one (FORMERR or NOTIMP;
+    /// never for a message with QR set, which is dropped); DoH answers HTTP 400 with `error`.
+    Malformed {
+        error: WireError,
+        answer: Option<Vec<u8>>,
+    },
+    /// Send nothing.
+    Drop,
 }
 
 impl Reply {
-    pub fn message(message: Vec<u8>) -> Self {
-        Reply {
-            message: Some(message),
-            malformed: None,
+    /// The DNS message a Do53 listener sends, if any.
+    pub fn into_message(self) -> Option<Vec<u8>> {
+        match self {
+            Reply::Answer(m) => Some(m),
+            Reply::Malformed { answer, .. } => answer,
+            Reply::Drop => None,
+        }
+    }
+
+    /// The DNS message sent back, if any (for metrics and logs).
+    pub fn message(&self) -> Option<&[u8]> {
+        match self {
+            Reply::Answer(m) => Some(m),
+            Reply::Malformed { answer, .. } => answer.as_deref(),
+            Reply::Drop => None,
         }
     }
 }

@@ -23,7 +23,7 @@ use dohgate_core::config::{self, Config};
 use dohgate_core::handler::Endpoint;
 use dohgate_core::worker;
 use dohgate_inbound::{InboundMetrics, Workers, tcp, udp};
-use dohgate_outbound::{AnswerCache, OutboundMetrics, Resolver, ResolverOptions};
+use dohgate_outbound::{AnswerCache, OutboundMetrics, Pipeline, Resolver, ResolverOptions};
 use prometheus::Registry;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
@@ -136,22 +136,26 @@ pub async fn start(mut config: Config) -> anyhow::Result<RunningGateway> {
         Resolver::new(
             rules,
             &config.resolver.targets,
-            &endpoint_names,
             ResolverOptions {
                 attempt: config.timeouts.attempt,
                 budget: config.timeouts.query,
             },
-            outbound_metrics,
+            &outbound_metrics,
         )
         .map_err(|e| anyhow::anyhow!("{e}"))?
         .with_cache(cache),
     );
+    let pipeline = Arc::new(Pipeline::new(
+        resolver.clone(),
+        &endpoint_names,
+        outbound_metrics,
+    ));
     if let Some(log) = querylog::start(
         &config.query_log,
         resolver.rules(),
         &gateway_metrics.query_log_dropped,
     )? {
-        resolver.set_query_log(log);
+        pipeline.set_query_log(log);
     }
 
     fdlimit::raise(&mut config);
@@ -161,7 +165,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<RunningGateway> {
     let workers = Workers::start(config.threads.unwrap_or_else(worker::default_threads))
         .context("cannot start the worker threads")?;
     let doh_spawner = doh::Spawner {
-        handler: &resolver,
+        handler: &pipeline,
         metrics: &inbound_metrics,
         shutdown: &shutdown,
         tracker: &tracker,
@@ -191,7 +195,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<RunningGateway> {
             addrs.do53.push((ep.name.clone(), local));
             let udp = udp::serve(
                 udp_socket,
-                resolver.clone(),
+                pipeline.clone(),
                 endpoint.clone(),
                 udp_options,
                 workers.clone(),
@@ -205,7 +209,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<RunningGateway> {
             });
             tracker.spawn(tcp::serve(
                 tcp_listener,
-                resolver.clone(),
+                pipeline.clone(),
                 endpoint.clone(),
                 tcp_options,
                 workers.clone(),

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use dohgate_core::handler::{DnsRequest, Endpoint, Handler, Transport};
+use dohgate_core::handler::{DnsRequest, Endpoint, Handler, Reply, Transport};
 use dohgate_core::{Protocol, wire};
 use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, Response, Version};
@@ -500,10 +500,11 @@ impl<H: Handler> Shared<H> {
             transport,
         }))
         .await;
-        if let Some(e) = reply.malformed {
-            return Err(DohError::Malformed(e));
+        match reply {
+            Reply::Answer(answer) => Ok(answer),
+            Reply::Malformed { error, .. } => Err(DohError::Malformed(error)),
+            Reply::Drop => Err(DohError::NoAnswer),
         }
-        reply.message.ok_or(DohError::NoAnswer)
     }
 }
 

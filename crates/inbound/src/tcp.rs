@@ -175,7 +175,7 @@ async fn connection<H: Handler>(
         // and the connection goes on.
         match ready_now(Box::pin(async move { handler.handle(request).await })) {
             Ok(reply) => {
-                if let Some(answer) = reply.message {
+                if let Some(answer) = reply.into_message() {
                     let _ = tx.send(answer).await;
                 }
                 drop(permit);
@@ -183,7 +183,7 @@ async fn connection<H: Handler>(
             Err(answering) => {
                 let tx = tx.clone();
                 tokio::spawn(async move {
-                    if let Some(answer) = answering.await.message {
+                    if let Some(answer) = answering.await.into_message() {
                         let _ = tx.send(answer).await;
                     }
                     drop(permit);

@@ -4,7 +4,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use dohgate_core::handler::{DnsRequest, Endpoint, Handler, Reply, Transport};
+use dohgate_core::handler::{DnsRequest, Endpoint, Handler, Transport};
 use dohgate_core::wire::Rcode;
 use dohgate_core::{Protocol, wire};
 use prometheus::IntCounter;
@@ -54,8 +54,8 @@ impl Default for UdpOptions {
 /// has at hand together (`recvmmsg` and `sendmmsg` where the system has them); queries that
 /// wait on an upstream are answered from their own tasks as their answers come in.
 ///
-/// Answers larger than the client's EDNS payload size (512 bytes without EDNS) are truncated
-/// with TC set so the client retries over TCP.
+/// The handler cuts answers larger than the client's EDNS payload size (512 bytes without EDNS)
+/// and sets TC, so the client retries over TCP: the listener never parses a query itself.
 pub async fn serve<H: Handler>(
     socket: UdpSocket,
     handler: Arc<H>,
@@ -202,13 +202,12 @@ async fn receive_loop<H: Handler>(
                 protocol: Protocol::Do53,
                 transport: Transport::Udp,
             };
-            let limit = udp_limit(&request.message);
             let handler = handler.clone();
             // Answers the handler has at hand are sent from this loop, all together; only
             // queries that wait on an upstream get a task of their own.
             match ready_now(Box::pin(async move { handler.handle(request).await })) {
                 Ok(reply) => {
-                    if let Some(answer) = for_client(reply, limit) {
+                    if let Some(answer) = reply.into_message() {
                         ready.push((answer, client));
                     }
                     drop(permit);
@@ -216,7 +215,7 @@ async fn receive_loop<H: Handler>(
                 Err(answering) => {
                     let socket = socket.clone();
                     tokio::spawn(async move {
-                        if let Some(answer) = for_client(answering.await, limit) {
+                        if let Some(answer) = answering.await.into_message() {
                             send(&socket, &answer, client).await;
                         }
                         drop(permit);
@@ -274,18 +273,6 @@ fn grow_receive_buffer(socket: &std::net::UdpSocket) {
             "udp listener receive buffer capped by net.core.rmem_max"
         );
     }
-}
-
-/// The largest UDP answer the client accepts: its EDNS payload size, at least 512.
-fn udp_limit(query: &[u8]) -> usize {
-    wire::parse_query(query).map_or(wire::CLASSIC_UDP_SIZE, |q| q.udp_limit())
-}
-
-/// The handler's answer, if it has one, cut to the client's `limit`.
-fn for_client(reply: Reply, limit: usize) -> Option<Vec<u8>> {
-    reply
-        .message
-        .map(|answer| wire::truncate_for_udp(answer, limit))
 }
 
 /// Sends one answer, waiting for room in the socket's buffer.

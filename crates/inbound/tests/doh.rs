@@ -75,17 +75,17 @@ impl Handler for StubHandler {
         }
         let q = match wire::parse_query(&request.message) {
             Ok(q) => q,
-            Err(e) => {
-                return Reply {
-                    message: None,
-                    malformed: Some(e),
+            Err(error) => {
+                return Reply::Malformed {
+                    error,
+                    answer: None,
                 };
             }
         };
         let name = wire::name_to_string(q.question.name(&request.message));
         match name.as_str() {
             "servfail.test." => {
-                return Reply::message(
+                return Reply::Answer(
                     wire::error_response(&request.message, wire::Rcode::ServFail)
                         .expect("has a header"),
                 );
@@ -98,7 +98,7 @@ impl Handler for StubHandler {
         } else {
             &[300]
         };
-        Reply::message(answer(&request.message, ttls))
+        Reply::Answer(answer(&request.message, ttls))
     }
 }
 

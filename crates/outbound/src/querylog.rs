@@ -91,7 +91,7 @@ impl QueryLog {
         permit.send(QueryRecord {
             time: now.checked_sub(started.elapsed()).unwrap_or(now),
             query: request.message,
-            answer: reply.message.clone(),
+            answer: reply.message().map(<[u8]>::to_vec),
             client: request.client,
             endpoint: request.endpoint,
             protocol: request.protocol,
@@ -122,7 +122,7 @@ mod tests {
         let rules = RuleSet::new(Vec::new()).expect("rules");
         let dropped = IntCounter::new("dropped", "test").expect("counter");
         let (log, mut rx) = QueryLog::channel(2, &rules, dropped.clone());
-        let reply = Reply::message(vec![1; 12]);
+        let reply = Reply::Answer(vec![1; 12]);
         for _ in 0..5 {
             log.record(request(), &reply, Route::default(), Instant::now());
         }

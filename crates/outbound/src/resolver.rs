@@ -1,28 +1,26 @@
-//! The [`Resolver`]: what every listener's queries go through.
+//! The route stage of the [`Pipeline`](crate::pipeline::Pipeline): where an admitted query
+//! goes and what comes back.
 //!
-//! allow-list -> parse -> rule match -> local answer | forward to the rule's targets | default
-//! resolver -> the client's own ID and question put back -> reply. Metrics are counted here,
-//! once, for every protocol.
+//! rule match -> local answer | forward to the rule's targets | default resolver -> the
+//! client's own ID and question put back.
 //!
 //! Forwarded queries go through the [`AnswerCache`] when one is set and the rule allows it: a
 //! fresh entry answers without a target, a target's answer is offered to the cache, and when
 //! every target fails an expired entry may answer instead of SERVFAIL (RFC 8767).
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use dohgate_core::handler::{DnsRequest, Handler, Reply, Transport};
 use dohgate_core::rules::{RuleKind, RuleSet};
 use dohgate_core::wire::{self, Query, Rcode};
-use dohgate_core::{Protocol, TargetSpec, WireError, local};
-use prometheus::{Histogram, IntCounter};
-use tokio::time::Instant;
+use dohgate_core::{TargetSpec, local};
+use prometheus::IntCounter;
 
 use crate::cache::{AnswerCache, PrefetchPermit};
 use crate::error::AttemptError;
 use crate::metrics::OutboundMetrics;
-use crate::querylog::{QueryLog, Route};
+use crate::querylog::Route;
 use crate::target::{Target, TargetSet};
 
 /// Timeouts of the forwarding path.
@@ -43,67 +41,7 @@ impl Default for ResolverOptions {
     }
 }
 
-/// Metric handles of one inbound endpoint, resolved at start.
-#[derive(Debug)]
-struct EndpointHandles {
-    /// By protocol, then transport.
-    queries: [[IntCounter; 4]; 3],
-    /// By protocol, then RCODE 0..=5.
-    responses: [[IntCounter; 6]; 3],
-    duration: [Histogram; 3],
-}
-
-fn protocol_index(p: Protocol) -> usize {
-    match p {
-        Protocol::Do53 => 0,
-        Protocol::DoH => 1,
-        Protocol::DohFips => 2,
-    }
-}
-
-fn transport_index(t: Transport) -> usize {
-    match t {
-        Transport::Udp => 0,
-        Transport::Tcp => 1,
-        Transport::H1 => 2,
-        Transport::H2 => 3,
-    }
-}
-
-impl EndpointHandles {
-    fn new(m: &OutboundMetrics, endpoint: &str) -> Self {
-        let q = |p: Protocol, t: Transport| {
-            m.queries
-                .with_label_values(&[endpoint, p.as_str(), t.as_str()])
-        };
-        let r = |p: Protocol, rc: u16| {
-            m.responses
-                .with_label_values(&[endpoint, p.as_str(), wire::rcode_name(rc)])
-        };
-        let per_protocol = |p: Protocol| {
-            (
-                [
-                    q(p, Transport::Udp),
-                    q(p, Transport::Tcp),
-                    q(p, Transport::H1),
-                    q(p, Transport::H2),
-                ],
-                [r(p, 0), r(p, 1), r(p, 2), r(p, 3), r(p, 4), r(p, 5)],
-                m.query_duration.with_label_values(&[endpoint, p.as_str()]),
-            )
-        };
-        let (q0, r0, d0) = per_protocol(Protocol::Do53);
-        let (q1, r1, d1) = per_protocol(Protocol::DoH);
-        let (q2, r2, d2) = per_protocol(Protocol::DohFips);
-        EndpointHandles {
-            queries: [q0, q1, q2],
-            responses: [r0, r1, r2],
-            duration: [d0, d1, d2],
-        }
-    }
-}
-
-/// The transport-blind query pipeline; implements the core [`Handler`] seam.
+/// The forwarding rules, locally served zones, cache and targets: the route stage.
 #[derive(Debug)]
 pub struct Resolver {
     rules: RuleSet,
@@ -115,10 +53,6 @@ pub struct Resolver {
     default: TargetSet,
     default_matches: IntCounter,
     options: ResolverOptions,
-    metrics: OutboundMetrics,
-    endpoints: Vec<EndpointHandles>,
-    /// Set once at start when the query log is on.
-    query_log: OnceLock<QueryLog>,
     cache: Option<Arc<AnswerCache>>,
 }
 
@@ -126,13 +60,12 @@ pub struct Resolver {
 const ROOT_ZONE: &[u8] = &[0];
 
 impl Resolver {
-    /// Builds the pipeline. `endpoints` are the inbound endpoint names in id order.
+    /// Builds the route stage, with one [`Target`] per distinct target spec.
     pub fn new(
         rules: RuleSet,
         default_targets: &[TargetSpec],
-        endpoints: &[String],
         options: ResolverOptions,
-        metrics: OutboundMetrics,
+        metrics: &OutboundMetrics,
     ) -> Result<Self, AttemptError> {
         let mut pool: HashMap<TargetSpec, Arc<Target>> = HashMap::new();
         let mut target_set = |specs: &[TargetSpec]| -> Result<TargetSet, AttemptError> {
@@ -141,7 +74,7 @@ impl Resolver {
                 let t = match pool.get(spec) {
                     Some(t) => t.clone(),
                     None => {
-                        let t = Arc::new(Target::new(spec.clone(), &metrics)?);
+                        let t = Arc::new(Target::new(spec.clone(), metrics)?);
                         pool.insert(spec.clone(), t.clone());
                         t
                     }
@@ -174,10 +107,6 @@ impl Resolver {
         let default_matches = metrics
             .rule_matches
             .with_label_values(&["default", "system"]);
-        let endpoints = endpoints
-            .iter()
-            .map(|e| EndpointHandles::new(&metrics, e))
-            .collect();
         Ok(Resolver {
             rules,
             rule_targets,
@@ -186,9 +115,6 @@ impl Resolver {
             default,
             default_matches,
             options,
-            metrics,
-            endpoints,
-            query_log: OnceLock::new(),
             cache: None,
         })
     }
@@ -217,11 +143,6 @@ impl Resolver {
         }
     }
 
-    /// Sends a record of every query to `log` from now on; only the first call has effect.
-    pub fn set_query_log(&self, log: QueryLog) {
-        let _ = self.query_log.set(log);
-    }
-
     /// The default resolver's targets.
     pub fn default_targets(&self) -> &TargetSet {
         &self.default
@@ -236,58 +157,30 @@ impl Resolver {
         &self.rules
     }
 
-    /// Resolves one query; see the module documentation for the steps.
-    pub async fn resolve(&self, req: &DnsRequest) -> Reply {
-        self.resolve_routed(req, &mut Route::default()).await
-    }
-
-    /// [`Resolver::resolve`], noting in `route` the rule and target the query went to.
-    pub async fn resolve_routed(&self, req: &DnsRequest, route: &mut Route) -> Reply {
-        let msg = &req.message;
-        if !req.endpoint.allow.allows(req.client.ip()) {
-            self.metrics
-                .refused_clients
-                .with_label_values(&[req.endpoint.name.as_str()])
-                .inc();
-            return Reply::message(wire::error_response(msg, Rcode::Refused).unwrap_or_default());
-        }
-        let q = match wire::parse_query(msg) {
-            Ok(q) => q,
-            Err(e) => {
-                self.metrics
-                    .malformed
-                    .with_label_values(&[req.endpoint.name.as_str(), e.label()])
-                    .inc();
-                // A response is never answered, not even with FORMERR (itself a response):
-                // one spoofed datagram would otherwise loop between two servers for ever.
-                let message = match e {
-                    WireError::NotAQuery => None,
-                    _ => wire::error_response(msg, e.rcode()),
-                };
-                return Reply {
-                    message,
-                    malformed: Some(e),
-                };
-            }
-        };
-        if q.edns.is_some_and(|e| e.version > 0) {
-            return Reply::message(wire::badvers_response(msg).unwrap_or_default());
-        }
-        let client_udp = (req.transport == Transport::Udp).then(|| q.udp_limit());
-        let answer = match self.rules.match_wire(q.question.name(msg)) {
+    /// Routes one admitted query (`q` is `msg` parsed) and returns the answer; notes in
+    /// `route` the rule and target it went to. `client_udp` is the client's UDP payload size
+    /// when the query came over UDP.
+    pub async fn route(
+        &self,
+        msg: &[u8],
+        q: &Query,
+        client_udp: Option<usize>,
+        route: &mut Route,
+    ) -> Vec<u8> {
+        match self.rules.match_wire(q.question.name(msg)) {
             Some((i, rule)) => {
                 self.rule_matches[i].inc();
                 route.rule = Some(i);
                 match rule.kind {
-                    RuleKind::Local => local::answer(msg, &q, &self.rule_zones[i]),
+                    RuleKind::Local => local::answer(msg, q, &self.rule_zones[i]),
                     RuleKind::Forward => {
                         let zone = self.cache_zone(Some(i));
-                        self.forward(&self.rule_targets[i], msg, &q, client_udp, zone, route)
+                        self.forward(&self.rule_targets[i], msg, q, client_udp, zone, route)
                             .await
                     }
                     RuleKind::System => {
                         let zone = self.cache_zone(Some(i));
-                        self.forward(&self.default, msg, &q, client_udp, zone, route)
+                        self.forward(&self.default, msg, q, client_udp, zone, route)
                             .await
                     }
                 }
@@ -295,11 +188,10 @@ impl Resolver {
             None => {
                 self.default_matches.inc();
                 let zone = self.cache_zone(None);
-                self.forward(&self.default, msg, &q, client_udp, zone, route)
+                self.forward(&self.default, msg, q, client_udp, zone, route)
                     .await
             }
-        };
-        Reply::message(answer)
+        }
     }
 
     async fn forward(
@@ -385,60 +277,5 @@ impl Resolver {
             }
             drop(permit);
         });
-    }
-
-    fn count(&self, req: &DnsRequest, reply: &Reply, started: Instant) {
-        let p = protocol_index(req.protocol);
-        let rcode = reply.message.as_deref().map(wire::rcode);
-        match self.endpoints.get(req.endpoint.id) {
-            Some(h) if self.endpoints.len() > req.endpoint.id => {
-                h.queries[p][transport_index(req.transport)].inc();
-                if let Some(rc) = rcode {
-                    match h.responses[p].get(rc as usize) {
-                        Some(c) => c.inc(),
-                        None => self.responses_by_label(req, rc),
-                    }
-                }
-                h.duration[p].observe(started.elapsed().as_secs_f64());
-            }
-            _ => {
-                let ep = req.endpoint.name.as_str();
-                self.metrics
-                    .queries
-                    .with_label_values(&[ep, req.protocol.as_str(), req.transport.as_str()])
-                    .inc();
-                if let Some(rc) = rcode {
-                    self.responses_by_label(req, rc);
-                }
-                self.metrics
-                    .query_duration
-                    .with_label_values(&[ep, req.protocol.as_str()])
-                    .observe(started.elapsed().as_secs_f64());
-            }
-        }
-    }
-
-    fn responses_by_label(&self, req: &DnsRequest, rcode: u16) {
-        self.metrics
-            .responses
-            .with_label_values(&[
-                req.endpoint.name.as_str(),
-                req.protocol.as_str(),
-                wire::rcode_name(rcode),
-            ])
-            .inc();
-    }
-}
-
-impl Handler for Resolver {
-    async fn handle(&self, request: DnsRequest) -> Reply {
-        let started = Instant::now();
-        let mut route = Route::default();
-        let reply = self.resolve_routed(&request, &mut route).await;
-        self.count(&request, &reply, started);
-        if let Some(log) = self.query_log.get() {
-            log.record(request, &reply, route, started);
-        }
-        reply
     }
 }

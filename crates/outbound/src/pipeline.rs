@@ -1,0 +1,231 @@
+//! The query pipeline: the [`Handler`] every listener hands its queries to. A query meets its
+//! stages in this order, and each one is a function below:
+//!
+//! 1. **admit** ([`Pipeline::admit`]): the endpoint's allow-list, then the query is parsed
+//!    once (the parsed [`Query`], offsets into the bytes, travels on: no later stage and no
+//!    listener parses it again), then the EDNS version check;
+//! 2. **policy**: the DNS Firewall, on the question before routing and on the answer's
+//!    redirection chain after it;
+//! 3. **route** ([`Resolver::route`]): forwarding rules, locally served zones, the cache,
+//!    targets; then a UDP answer is cut to the client's payload size;
+//! 4. **observe** ([`Pipeline::observe`]): metrics and the query log, around all of it, so a
+//!    query refused or rejected at any stage is counted and logged like an answered one.
+
+use std::sync::{Arc, OnceLock};
+
+use dohgate_core::handler::{DnsRequest, Handler, Reply, Transport};
+use dohgate_core::wire::{self, Query, Rcode};
+use dohgate_core::{Protocol, WireError};
+use prometheus::{Histogram, IntCounter};
+use tokio::time::Instant;
+
+use crate::metrics::OutboundMetrics;
+use crate::querylog::{QueryLog, Route};
+use crate::resolver::Resolver;
+
+/// The stages of the query path around the [`Resolver`]; implements the core [`Handler`].
+#[derive(Debug)]
+pub struct Pipeline {
+    resolver: Arc<Resolver>,
+    metrics: OutboundMetrics,
+    /// Per inbound endpoint, by id.
+    endpoints: Vec<EndpointHandles>,
+    /// Set once at start when the query log is on.
+    query_log: OnceLock<QueryLog>,
+}
+
+impl Pipeline {
+    /// `endpoints` are the inbound endpoint names in id order.
+    pub fn new(resolver: Arc<Resolver>, endpoints: &[String], metrics: OutboundMetrics) -> Self {
+        let endpoints = endpoints
+            .iter()
+            .map(|e| EndpointHandles::new(&metrics, e))
+            .collect();
+        Pipeline {
+            resolver,
+            metrics,
+            endpoints,
+            query_log: OnceLock::new(),
+        }
+    }
+
+    /// The route stage.
+    pub fn resolver(&self) -> &Arc<Resolver> {
+        &self.resolver
+    }
+
+    /// Sends a record of every query to `log` from now on; only the first call has effect.
+    pub fn set_query_log(&self, log: QueryLog) {
+        let _ = self.query_log.set(log);
+    }
+
+    /// Admits a query or says how to turn it away: REFUSED for a client outside the
+    /// endpoint's allow-list, FORMERR or NOTIMP for a malformed one (nothing for a response,
+    /// which must never be answered), BADVERS for an EDNS version dohgate does not speak.
+    pub fn admit(&self, req: &DnsRequest) -> Result<Query, Reply> {
+        let msg = &req.message;
+        if !req.endpoint.allow.allows(req.client.ip()) {
+            self.metrics
+                .refused_clients
+                .with_label_values(&[req.endpoint.name.as_str()])
+                .inc();
+            return Err(Reply::Answer(
+                wire::error_response(msg, Rcode::Refused).unwrap_or_default(),
+            ));
+        }
+        let q = wire::parse_query(msg).map_err(|error| {
+            self.metrics
+                .malformed
+                .with_label_values(&[req.endpoint.name.as_str(), error.label()])
+                .inc();
+            // A response is never answered, not even with FORMERR (itself a response): one
+            // spoofed datagram would otherwise loop between two servers for ever.
+            let answer = match error {
+                WireError::NotAQuery => None,
+                _ => wire::error_response(msg, error.rcode()),
+            };
+            Reply::Malformed { error, answer }
+        })?;
+        if q.edns.is_some_and(|e| e.version > 0) {
+            return Err(Reply::Answer(
+                wire::badvers_response(msg).unwrap_or_default(),
+            ));
+        }
+        Ok(q)
+    }
+
+    /// Admits, routes and cuts the answer to a UDP client's size; notes in `route` where the
+    /// query went.
+    async fn answer(&self, req: &DnsRequest, route: &mut Route) -> Reply {
+        let q = match self.admit(req) {
+            Ok(q) => q,
+            Err(reply) => return reply,
+        };
+        let client_udp = (req.transport == Transport::Udp).then(|| q.udp_limit());
+        let answer = self
+            .resolver
+            .route(&req.message, &q, client_udp, route)
+            .await;
+        Reply::Answer(match client_udp {
+            Some(limit) => wire::truncate_for_udp(answer, limit),
+            None => answer,
+        })
+    }
+
+    /// Counts the query and its outcome, and queues its query log record.
+    pub fn observe(&self, req: DnsRequest, reply: &Reply, route: Route, started: Instant) {
+        let rcode = reply.message().map(wire::rcode);
+        match self.endpoints.get(req.endpoint.id) {
+            Some(h) => {
+                let p = protocol_index(req.protocol);
+                h.queries[p][transport_index(req.transport)].inc();
+                if let Some(rc) = rcode {
+                    match h.responses[p].get(rc as usize) {
+                        Some(c) => c.inc(),
+                        None => self.responses_by_label(&req, rc),
+                    }
+                }
+                h.duration[p].observe(started.elapsed().as_secs_f64());
+            }
+            None => {
+                let ep = req.endpoint.name.as_str();
+                self.metrics
+                    .queries
+                    .with_label_values(&[ep, req.protocol.as_str(), req.transport.as_str()])
+                    .inc();
+                if let Some(rc) = rcode {
+                    self.responses_by_label(&req, rc);
+                }
+                self.metrics
+                    .query_duration
+                    .with_label_values(&[ep, req.protocol.as_str()])
+                    .observe(started.elapsed().as_secs_f64());
+            }
+        }
+        if let Some(log) = self.query_log.get() {
+            log.record(req, reply, route, started);
+        }
+    }
+
+    fn responses_by_label(&self, req: &DnsRequest, rcode: u16) {
+        self.metrics
+            .responses
+            .with_label_values(&[
+                req.endpoint.name.as_str(),
+                req.protocol.as_str(),
+                wire::rcode_name(rcode),
+            ])
+            .inc();
+    }
+}
+
+impl Handler for Pipeline {
+    async fn handle(&self, request: DnsRequest) -> Reply {
+        let started = Instant::now();
+        let mut route = Route::default();
+        let reply = self.answer(&request, &mut route).await;
+        self.observe(request, &reply, route, started);
+        reply
+    }
+}
+
+/// Metric handles of one inbound endpoint, resolved at start so the hot path does no label
+/// lookup.
+#[derive(Debug)]
+struct EndpointHandles {
+    /// By protocol, then transport.
+    queries: [[IntCounter; 4]; 3],
+    /// By protocol, then RCODE 0..=5.
+    responses: [[IntCounter; 6]; 3],
+    duration: [Histogram; 3],
+}
+
+fn protocol_index(p: Protocol) -> usize {
+    match p {
+        Protocol::Do53 => 0,
+        Protocol::DoH => 1,
+        Protocol::DohFips => 2,
+    }
+}
+
+fn transport_index(t: Transport) -> usize {
+    match t {
+        Transport::Udp => 0,
+        Transport::Tcp => 1,
+        Transport::H1 => 2,
+        Transport::H2 => 3,
+    }
+}
+
+impl EndpointHandles {
+    fn new(m: &OutboundMetrics, endpoint: &str) -> Self {
+        let q = |p: Protocol, t: Transport| {
+            m.queries
+                .with_label_values(&[endpoint, p.as_str(), t.as_str()])
+        };
+        let r = |p: Protocol, rc: u16| {
+            m.responses
+                .with_label_values(&[endpoint, p.as_str(), wire::rcode_name(rc)])
+        };
+        let per_protocol = |p: Protocol| {
+            (
+                [
+                    q(p, Transport::Udp),
+                    q(p, Transport::Tcp),
+                    q(p, Transport::H1),
+                    q(p, Transport::H2),
+                ],
+                [r(p, 0), r(p, 1), r(p, 2), r(p, 3), r(p, 4), r(p, 5)],
+                m.query_duration.with_label_values(&[endpoint, p.as_str()]),
+            )
+        };
+        let (q0, r0, d0) = per_protocol(Protocol::Do53);
+        let (q1, r1, d1) = per_protocol(Protocol::DoH);
+        let (q2, r2, d2) = per_protocol(Protocol::DohFips);
+        EndpointHandles {
+            queries: [q0, q1, q2],
+            responses: [r0, r1, r2],
+            duration: [d0, d1, d2],
+        }
+    }
+}
