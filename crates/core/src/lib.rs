@@ -5,6 +5,7 @@
 pub mod acl;
 pub mod config;
 pub mod error;
+pub mod firewall;
 pub mod handler;
 pub mod local;
 pub mod protocol;

@@ -249,16 +249,16 @@ pub fn question(msg: &[u8]) -> Result<Question, WireError> {
 
 /// One resource record's position in a message.
 #[derive(Clone, Copy, Debug)]
-struct Record {
-    start: usize,
-    rtype: u16,
+pub(crate) struct Record {
+    pub(crate) start: usize,
+    pub(crate) rtype: u16,
     /// Offset of the TTL field.
-    ttl_at: usize,
-    rdata_at: usize,
-    end: usize,
+    pub(crate) ttl_at: usize,
+    pub(crate) rdata_at: usize,
+    pub(crate) end: usize,
 }
 
-fn read_record(msg: &[u8], at: usize) -> Result<Record, WireError> {
+pub(crate) fn read_record(msg: &[u8], at: usize) -> Result<Record, WireError> {
     let fixed = skip_name(msg, at)?;
     let rtype = u16_at(msg, fixed)?;
     let rdlen = u16_at(msg, fixed + 8)? as usize;
