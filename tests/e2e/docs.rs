@@ -73,3 +73,98 @@ fn documented_flags_exist() {
         );
     }
 }
+
+/// The keys serde accepts in a section, read back from the error it gives for the unknown key
+/// `zz_not_a_key` in `text` (`deny_unknown_fields` lists every expected field).
+fn schema_keys(text: &str) -> Vec<String> {
+    let e = dohgate_core::config::parse(text, None)
+        .expect_err("an unknown key is an error")
+        .to_string();
+    let expected = e
+        .split_once("expected")
+        .unwrap_or_else(|| panic!("no list of expected keys in: {e}"))
+        .1;
+    let mut keys: Vec<String> = expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// The first-column keys of the first table under the heading that contains `marker`.
+fn documented_keys(markdown: &str, marker: &str) -> Vec<String> {
+    let mut lines = markdown.lines();
+    lines
+        .by_ref()
+        .find(|l| l.starts_with('#') && l.contains(marker))
+        .unwrap_or_else(|| panic!("no heading with {marker} in docs/configuration.md"));
+    let mut keys: Vec<String> = lines
+        .take_while(|l| !l.starts_with('#'))
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .skip(2)
+        .filter_map(|row| row.split('|').nth(1))
+        // One cell may name several keys: `min_ttl`, `max_ttl`.
+        .flat_map(|cell| {
+            cell.split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    keys.sort();
+    keys
+}
+
+#[test]
+fn configuration_key_tables_match_the_schema() {
+    let docs = std::fs::read_to_string(root().join("docs/configuration.md"))
+        .expect("docs/configuration.md");
+    let group = "[[firewall.rule_group]]\nname = \"g\"\n";
+    for (marker, section) in [
+        ("`[admin]`", "[admin]\n".to_string()),
+        ("`[resolver]`", "[resolver]\n".to_string()),
+        ("`[timeouts]`", "[timeouts]\n".to_string()),
+        ("`[limits]`", "[limits]\n".to_string()),
+        ("`[runtime]`", "[runtime]\n".to_string()),
+        ("`[query_log]`", "[query_log]\n".to_string()),
+        ("`[cache]`", "[cache]\n".to_string()),
+        ("`[[inbound]]`", "[[inbound]]\n".to_string()),
+        ("`[[outbound]]`", "[[outbound]]\n".to_string()),
+        ("`[[rule]]`", "[[rule]]\n".to_string()),
+        (
+            "Targets",
+            "[resolver]\ntargets = [{ address = \"192.0.2.1\", ".to_string(),
+        ),
+        ("`[firewall]`", "[firewall]\n".to_string()),
+        (
+            "`[[firewall.domain_list]]`",
+            "[[firewall.domain_list]]\n".to_string(),
+        ),
+        (
+            "`[[firewall.rule_group]]`",
+            "[[firewall.rule_group]]\n".to_string(),
+        ),
+        (
+            "`[[firewall.rule_group.rule]]`",
+            format!("{group}[[firewall.rule_group.rule]]\n"),
+        ),
+        (
+            "`[[firewall.association]]`",
+            "[[firewall.association]]\n".to_string(),
+        ),
+    ] {
+        // The inline table of a target needs its closing braces after the unknown key.
+        let close = if marker == "Targets" { " }]" } else { "" };
+        let schema = schema_keys(&format!("{section}zz_not_a_key = 1{close}\n"));
+        assert_eq!(
+            documented_keys(&docs, marker),
+            schema,
+            "docs/configuration.md's table under {marker} and the configuration schema differ"
+        );
+    }
+}

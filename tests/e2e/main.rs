@@ -8,5 +8,6 @@ mod do53;
 mod docs;
 mod doh;
 mod doh_out;
+mod firewall;
 mod observability;
 mod support;

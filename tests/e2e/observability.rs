@@ -20,53 +20,11 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// A fresh directory for one test's files.
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("dohgate-e2e-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
 /// QDCOUNT 2: FORMERR, counted as malformed.
 fn malformed(id: u16) -> Vec<u8> {
     let mut q = query(id, "bad.example", A, None);
     q[5] = 2;
     q
-}
-
-/// One query over cleartext DoH (HTTP/1.1 POST, RFC 8484) to a `listen_doh_plain` address.
-async fn doh_plain(server: SocketAddr, msg: &[u8]) -> Answer {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut conn = tokio::net::TcpStream::connect(server)
-        .await
-        .expect("connect");
-    let head = format!(
-        "POST /dns-query HTTP/1.1\r\nHost: {server}\r\nContent-Type: application/dns-message\r\n\
-         Accept: application/dns-message\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        msg.len()
-    );
-    conn.write_all(head.as_bytes()).await.expect("write");
-    conn.write_all(msg).await.expect("write");
-    let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut buf))
-        .await
-        .expect("an answer in time")
-        .expect("read");
-    let split = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("end of headers");
-    let head = String::from_utf8_lossy(&buf[..split]);
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    Answer::parse(&buf[split + 4..])
-}
-
-/// The endpoint "test": Do53 and cleartext DoH on 127.0.0.1 port 0.
-const DO53_AND_DOH: &str = "[[inbound]]\nname = \"test\"\nlisten = [\"127.0.0.1:0\"]\nlisten_doh_plain = [\"127.0.0.1:0\"]\n";
-
-fn doh_addr(gw: &dohgate::RunningGateway) -> SocketAddr {
-    gw.addrs().doh_plain.first().expect("cleartext DoH").1
 }
 
 /// Polls `/metrics` until `done` holds for the text, for at most `within`.
@@ -268,19 +226,6 @@ async fn counters_match_a_known_mix_of_queries() {
     assert!(body.contains("config: loaded"), "{body}");
     assert!(body.contains("listeners: bound"), "{body}");
     gw.shutdown().await;
-}
-
-/// Reads the lines of `path` once it has at least `n`, waiting at most 10 s.
-async fn lines_of(path: &Path, n: usize) -> Vec<String> {
-    let until = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let lines: Vec<String> = text.lines().map(str::to_string).collect();
-        if lines.len() >= n || tokio::time::Instant::now() >= until {
-            return lines;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test]

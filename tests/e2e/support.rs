@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,6 +35,12 @@ pub enum Behavior {
     /// Like `Answer`, plus an A record owned by this name in this section (1 answer,
     /// 2 authority, 3 additional): the shape of a cache poisoning attempt.
     AnswerWithExtra(Ipv4Addr, u8, String),
+    /// A CNAME chain: the query name to each of these names in turn, the last one with an A
+    /// record (TTL 300 throughout), as a CDN-fronted name answers.
+    Chain(Vec<String>, Ipv4Addr),
+    /// A CNAME whose target is a compression pointer past the end of the message: an answer
+    /// no one can read the redirection chain of.
+    BrokenChain,
 }
 
 /// One query a stub received.
@@ -182,6 +189,28 @@ impl Stub {
                 out.extend_from_slice(&[0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 198, 51, 100, 66]);
                 out.extend_from_slice(&opt);
                 Some(out)
+            }
+            Behavior::Chain(names, ip) => {
+                let mut records = Vec::new();
+                let mut owner = vec![0xc0, 12];
+                for n in &names {
+                    let target = wire_name(n);
+                    let mut r = owner.clone();
+                    r.extend_from_slice(&[0, 5, 0, 1, 0, 0, 1, 44]);
+                    r.extend_from_slice(&(target.len() as u16).to_be_bytes());
+                    r.extend_from_slice(&target);
+                    records.push(r);
+                    owner = target;
+                }
+                let mut r = owner;
+                r.extend_from_slice(&[0, 1, 0, 1, 0, 0, 1, 44, 0, 4]);
+                r.extend_from_slice(&ip.octets());
+                records.push(r);
+                Some(response(query, qend, 0, &records))
+            }
+            Behavior::BrokenChain => {
+                let r = vec![0xc0, 12, 0, 5, 0, 1, 0, 0, 1, 44, 0, 2, 0xff, 0xff];
+                Some(response(query, qend, 0, &[r]))
             }
             Behavior::BigTxt(size) => {
                 let full = response(query, qend, 0, &[txt_record(size)]);
@@ -348,6 +377,8 @@ pub struct Answer {
     pub counts: [u16; 4],
     /// A records in the answer section.
     pub addrs: Vec<Ipv4Addr>,
+    /// CNAME targets in the answer section, lower-case with a trailing dot, with their TTLs.
+    pub cnames: Vec<(String, u32)>,
     /// Types of the authority records.
     pub authority_types: Vec<u16>,
 }
@@ -358,6 +389,7 @@ impl Answer {
         let c = |i: usize| u16::from_be_bytes([raw[i], raw[i + 1]]);
         let counts = [c(4), c(6), c(8), c(10)];
         let mut addrs = Vec::new();
+        let mut cnames = Vec::new();
         let mut authority_types = Vec::new();
         let mut pos = read_question(raw).map_or(12, |(_, _, end)| end);
         for (section, &count) in counts.iter().enumerate().skip(1) {
@@ -368,6 +400,15 @@ impl Answer {
                 let rdata = &raw[pos + 10..pos + 10 + rdlen];
                 if section == 1 && rtype == 1 && rdlen == 4 {
                     addrs.push(Ipv4Addr::new(rdata[0], rdata[1], rdata[2], rdata[3]));
+                }
+                if section == 1 && rtype == 5 {
+                    let ttl = u32::from_be_bytes([
+                        raw[pos + 4],
+                        raw[pos + 5],
+                        raw[pos + 6],
+                        raw[pos + 7],
+                    ]);
+                    cnames.push((read_name(raw, pos + 10), ttl));
                 }
                 if section == 2 {
                     authority_types.push(rtype);
@@ -384,9 +425,32 @@ impl Answer {
             aa: raw[2] & 0x04 != 0,
             counts,
             addrs,
+            cnames,
             authority_types,
         }
     }
+}
+
+/// Reads a possibly compressed name at `pos`: lower-case with a trailing dot.
+fn read_name(msg: &[u8], mut pos: usize) -> String {
+    let mut name = String::new();
+    for _ in 0..128 {
+        let len = msg[pos] as usize;
+        if len == 0 {
+            break;
+        }
+        if len & 0xc0 == 0xc0 {
+            pos = ((len & 0x3f) << 8) | msg[pos + 1] as usize;
+            continue;
+        }
+        name.push_str(&String::from_utf8_lossy(&msg[pos + 1..pos + 1 + len]).to_ascii_lowercase());
+        name.push('.');
+        pos += 1 + len;
+    }
+    if name.is_empty() {
+        name.push('.');
+    }
+    name
 }
 
 fn skip_name(msg: &[u8], mut pos: usize) -> usize {
@@ -543,4 +607,57 @@ pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
             ok.then(|| value.parse::<f64>().ok()).flatten()
         })
         .sum()
+}
+
+/// A fresh directory for one test's files.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("dohgate-e2e-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// Reads the lines of `path` once it has at least `n`, waiting at most 10 s.
+pub async fn lines_of(path: &Path, n: usize) -> Vec<String> {
+    let until = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        if lines.len() >= n || tokio::time::Instant::now() >= until {
+            return lines;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One query over cleartext DoH (HTTP/1.1 POST, RFC 8484) to a `listen_doh_plain` address.
+pub async fn doh_plain(server: SocketAddr, msg: &[u8]) -> Answer {
+    let mut conn = TcpStream::connect(server).await.expect("connect");
+    let head = format!(
+        "POST /dns-query HTTP/1.1\r\nHost: {server}\r\nContent-Type: application/dns-message\r\n\
+         Accept: application/dns-message\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        msg.len()
+    );
+    conn.write_all(head.as_bytes()).await.expect("write");
+    conn.write_all(msg).await.expect("write");
+    let mut buf = Vec::new();
+    tokio::time::timeout(CLIENT_TIMEOUT, conn.read_to_end(&mut buf))
+        .await
+        .expect("an answer in time")
+        .expect("read");
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("end of headers");
+    let head = String::from_utf8_lossy(&buf[..split]);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    Answer::parse(&buf[split + 4..])
+}
+
+/// The endpoint "test": Do53 and cleartext DoH on 127.0.0.1 port 0.
+pub const DO53_AND_DOH: &str = "[[inbound]]\nname = \"test\"\nlisten = [\"127.0.0.1:0\"]\nlisten_doh_plain = [\"127.0.0.1:0\"]\n";
+
+/// The first cleartext DoH address of a gateway.
+pub fn doh_addr(gw: &RunningGateway) -> SocketAddr {
+    gw.addrs().doh_plain.first().expect("cleartext DoH").1
 }

@@ -72,6 +72,12 @@ pub struct Cli {
     #[arg(long, value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
 
+    /// Block DOMAIN with NXDOMAIN on every endpoint, before any configured firewall rule group:
+    /// `x.example` blocks that name, `*.x.example` the names below it, `*` every name.
+    /// Repeatable.
+    #[arg(long, value_name = "DOMAIN")]
+    pub block: Vec<String>,
+
     /// Admin listener address (/metrics, /healthz, /readyz).
     #[arg(long, value_name = "ADDR")]
     pub admin: Option<SocketAddr>,
@@ -199,6 +205,10 @@ impl Cli {
             check_domain("--system", d)?;
             replace_rule(config, ForwardingRule::system(&canonical_domain(d), d));
         }
+        config
+            .firewall
+            .block(&self.block)
+            .map_err(|e| flag_err("--block", e))?;
         if let Some(admin) = self.admin {
             config.admin = Some(admin);
         }
@@ -340,6 +350,7 @@ pub fn describe(config: &Config) -> String {
         };
         let _ = writeln!(out, "  allow: {allow}");
         let _ = writeln!(out, "  capacity: {} queries/s", ep.capacity_qps());
+        describe_firewall(&mut out, config, &ep.name);
     }
     for ob in &config.outbound {
         let _ = writeln!(out, "outbound {:?} ({})", ob.name, ob.protocols);
@@ -367,6 +378,53 @@ pub fn describe(config: &Config) -> String {
         }
     }
     out
+}
+
+/// The rule groups an endpoint evaluates, in order, with their rules.
+fn describe_firewall(out: &mut String, config: &Config, endpoint: &str) {
+    use std::fmt::Write;
+    let fw = &config.firewall;
+    let policy = fw.policy_for(endpoint);
+    if policy.is_empty() {
+        let _ = writeln!(out, "  firewall: off");
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "  firewall (fail {}):",
+        if fw.fail_open { "open" } else { "closed" }
+    );
+    for &(priority, g) in policy.groups() {
+        let Some(group) = fw.engine.groups().get(g) else {
+            continue;
+        };
+        let _ = writeln!(
+            out,
+            "    rule group {:?} (priority {priority}):",
+            group.name
+        );
+        for r in group.rules() {
+            let list = fw.list_names.get(r.list).map_or("?", String::as_str);
+            let mut line = format!("      {} {:?}: {} {:?}", r.priority, r.name, r.action, list);
+            if let Some(t) = r.qtype {
+                let _ = write!(line, " qtype {t}");
+            }
+            if r.action == dohgate_core::firewall::FirewallAction::Block {
+                let _ = match &r.block_response {
+                    dohgate_core::firewall::BlockResponse::NoData => write!(line, " -> nodata"),
+                    dohgate_core::firewall::BlockResponse::NxDomain => write!(line, " -> nxdomain"),
+                    dohgate_core::firewall::BlockResponse::Override { domain, ttl } => write!(
+                        line,
+                        " -> override {} ttl {ttl}",
+                        wire::name_to_string(domain)
+                    ),
+                };
+            } else if r.redirection == dohgate_core::firewall::Redirection::Trust {
+                line.push_str(", trusts redirections");
+            }
+            let _ = writeln!(out, "{line}");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -462,5 +520,26 @@ mod tests {
             .load_config()
             .expect_err("bad");
         assert!(e.to_string().starts_with("--upstream"), "{e}");
+        let e = cli(&["--block", "a..b"]).load_config().expect_err("bad");
+        assert!(e.to_string().starts_with("--block"), "{e}");
+    }
+
+    #[test]
+    fn block_flag_adds_a_rule_group_every_endpoint_evaluates_first() {
+        let plain = cli(&[]).load_config().expect("valid");
+        assert!(describe(&plain).contains("firewall: off"));
+        let c = cli(&["--block", "*.ads.example", "--block", "tracker.example"])
+            .load_config()
+            .expect("valid");
+        let policy = c.firewall.policy_for(&c.inbound[0].name);
+        assert_eq!(policy.groups().len(), 1);
+        let text = describe(&c);
+        assert!(
+            text.contains("rule group \"cli-block\" (priority 0)"),
+            "{text}"
+        );
+        assert!(text.contains("block \"cli-block\" -> nxdomain"), "{text}");
+        let list = &c.firewall.engine.lists()[0];
+        assert!(list.matches_name("x.ads.example") && list.matches_name("tracker.example"));
     }
 }

@@ -23,7 +23,9 @@ use dohgate_core::config::{self, Config};
 use dohgate_core::handler::Endpoint;
 use dohgate_core::worker;
 use dohgate_inbound::{InboundMetrics, Workers, tcp, udp};
-use dohgate_outbound::{AnswerCache, OutboundMetrics, Pipeline, Resolver, ResolverOptions};
+use dohgate_outbound::{
+    AnswerCache, OutboundMetrics, Pipeline, PolicyStage, Resolver, ResolverOptions,
+};
 use prometheus::Registry;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
@@ -145,7 +147,9 @@ pub async fn start(mut config: Config) -> anyhow::Result<RunningGateway> {
         .map_err(|e| anyhow::anyhow!("{e}"))?
         .with_cache(cache),
     );
+    let policy = PolicyStage::new(&config.firewall, &endpoint_names, &outbound_metrics);
     let pipeline = Arc::new(Pipeline::new(
+        policy,
         resolver.clone(),
         &endpoint_names,
         outbound_metrics,
@@ -153,6 +157,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<RunningGateway> {
     if let Some(log) = querylog::start(
         &config.query_log,
         resolver.rules(),
+        &config.firewall,
         &gateway_metrics.query_log_dropped,
     )? {
         pipeline.set_query_log(log);

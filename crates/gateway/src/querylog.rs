@@ -11,7 +11,8 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use dohgate_core::config::{QueryLogConfig, QueryLogDest};
+use dohgate_core::config::{FirewallConfig, QueryLogConfig, QueryLogDest};
+use dohgate_core::firewall::FirewallAction;
 use dohgate_core::handler::Transport;
 use dohgate_core::rules::RuleSet;
 use dohgate_core::wire;
@@ -34,6 +35,7 @@ const MAX_BATCH: usize = 1024;
 pub fn start(
     config: &QueryLogConfig,
     rules: &RuleSet,
+    firewall: &FirewallConfig,
     dropped: &IntCounterVec,
 ) -> anyhow::Result<Option<QueryLog>> {
     let Some(dest) = &config.dest else {
@@ -46,6 +48,7 @@ pub fn start(
     let (log, rx) = QueryLog::channel(
         config.queue,
         rules,
+        firewall,
         dropped.with_label_values(&["queue_full"]),
     );
     let write_errors = dropped.with_label_values(&["write_error"]);
@@ -255,6 +258,12 @@ struct LogLine<'a> {
     endpoint: &'a str,
     rule: Option<&'a str>,
     target: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    firewall_rule_group_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    firewall_rule_action: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    firewall_domain_list_id: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -301,6 +310,14 @@ pub fn format_record(record: &QueryRecord, out: &mut Vec<u8>) {
         endpoint: &record.endpoint.name,
         rule: record.rule.as_deref(),
         target: record.target.as_deref().map(|t| t.label()),
+        firewall_rule_group_id: record.firewall.as_ref().map(|f| &*f.rule_group),
+        firewall_rule_action: record.firewall.as_ref().map(|f| match f.action {
+            // Route 53's spelling of the action in query logs.
+            FirewallAction::Allow => "ALLOW",
+            FirewallAction::Alert => "ALERT",
+            FirewallAction::Block => "BLOCK",
+        }),
+        firewall_domain_list_id: record.firewall.as_ref().map(|f| &*f.domain_list),
     };
     // Serializing plain strings and numbers into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, &line);
@@ -473,6 +490,7 @@ mod tests {
             transport: Transport::H2,
             rule: Some(Arc::from("corp")),
             target: None,
+            firewall: None,
         }
     }
 

@@ -37,6 +37,8 @@ pub struct OutboundMetrics {
     pub cache_entries: IntGauge,
     pub cache_bytes: IntGauge,
     pub cache_uncacheable: IntCounterVec,
+    pub firewall_matches: IntCounterVec,
+    pub firewall_unreadable: IntCounterVec,
 }
 
 impl OutboundMetrics {
@@ -178,6 +180,18 @@ impl OutboundMetrics {
                 "dohgate_cache_uncacheable_total",
                 "Answers not cached, by reason: rcode, truncated, zero_ttl, no_soa, question, chain, bailiwick, private, malformed",
                 &["reason"],
+            )?,
+            firewall_matches: counter(
+                "dohgate_firewall_matches_total",
+                "Firewall rules that decided a query or a name in its answer's redirection chain, \
+                 by rule group, rule and action (allow, alert, block)",
+                &["rule_group", "rule", "action"],
+            )?,
+            firewall_unreadable: counter(
+                "dohgate_firewall_unreadable_answers_total",
+                "Answers whose redirection chain the firewall could not read, by outcome: servfail \
+                 (firewall.fail_open = false) or passed (true)",
+                &["outcome"],
             )?,
         })
     }

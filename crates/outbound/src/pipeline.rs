@@ -4,8 +4,8 @@
 //! 1. **admit** ([`Pipeline::admit`]): the endpoint's allow-list, then the query is parsed
 //!    once (the parsed [`Query`], offsets into the bytes, travels on: no later stage and no
 //!    listener parses it again), then the EDNS version check;
-//! 2. **policy**: the DNS Firewall, on the question before routing and on the answer's
-//!    redirection chain after it;
+//! 2. **policy** ([`PolicyStage`]): the DNS Firewall, on the question before routing (a block
+//!    answers at once) and on the answer's redirection chain after it;
 //! 3. **route** ([`Resolver::route`]): forwarding rules, locally served zones, the cache,
 //!    targets; then a UDP answer is cut to the client's payload size;
 //! 4. **observe** ([`Pipeline::observe`]): metrics and the query log, around all of it, so a
@@ -20,12 +20,15 @@ use prometheus::{Histogram, IntCounter};
 use tokio::time::Instant;
 
 use crate::metrics::OutboundMetrics;
+use crate::policy::PolicyStage;
 use crate::querylog::{QueryLog, Route};
 use crate::resolver::Resolver;
 
 /// The stages of the query path around the [`Resolver`]; implements the core [`Handler`].
 #[derive(Debug)]
 pub struct Pipeline {
+    /// `None` when no endpoint has a firewall rule group.
+    policy: Option<PolicyStage>,
     resolver: Arc<Resolver>,
     metrics: OutboundMetrics,
     /// Per inbound endpoint, by id.
@@ -36,12 +39,18 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// `endpoints` are the inbound endpoint names in id order.
-    pub fn new(resolver: Arc<Resolver>, endpoints: &[String], metrics: OutboundMetrics) -> Self {
+    pub fn new(
+        policy: Option<PolicyStage>,
+        resolver: Arc<Resolver>,
+        endpoints: &[String],
+        metrics: OutboundMetrics,
+    ) -> Self {
         let endpoints = endpoints
             .iter()
             .map(|e| EndpointHandles::new(&metrics, e))
             .collect();
         Pipeline {
+            policy,
             resolver,
             metrics,
             endpoints,
@@ -94,18 +103,31 @@ impl Pipeline {
         Ok(q)
     }
 
-    /// Admits, routes and cuts the answer to a UDP client's size; notes in `route` where the
-    /// query went.
+    /// Admits, checks against the firewall, routes, checks the answer, and cuts it to a UDP
+    /// client's size; notes in `route` where the query went and what decided it.
     async fn answer(&self, req: &DnsRequest, route: &mut Route) -> Reply {
         let q = match self.admit(req) {
             Ok(q) => q,
             Err(reply) => return reply,
         };
+        let msg = &req.message[..];
+        let endpoint = req.endpoint.id;
+        let verdict = match &self.policy {
+            Some(p) => p.question(endpoint, msg, &q, route),
+            None => Ok(None),
+        };
         let client_udp = (req.transport == Transport::Udp).then(|| q.udp_limit());
-        let answer = self
-            .resolver
-            .route(&req.message, &q, client_udp, route)
-            .await;
+        let answer = match verdict {
+            // Blocked: nothing goes upstream.
+            Err(block) => block,
+            Ok(verdict) => {
+                let answer = self.resolver.route(msg, &q, client_udp, route).await;
+                match &self.policy {
+                    Some(p) => p.answer(endpoint, msg, &q, verdict, answer, route),
+                    None => answer,
+                }
+            }
+        };
         Reply::Answer(match client_udp {
             Some(limit) => wire::truncate_for_udp(answer, limit),
             None => answer,

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use dohgate_core::Protocol;
+use dohgate_core::config::FirewallConfig;
+use dohgate_core::firewall::{FirewallAction, Verdict};
 use dohgate_core::handler::{DnsRequest, Endpoint, Reply, Transport};
 use dohgate_core::rules::RuleSet;
 use prometheus::IntCounter;
@@ -34,15 +36,32 @@ pub struct QueryRecord {
     pub rule: Option<Arc<str>>,
     /// The target that answered, or the last one tried when none did.
     pub target: Option<Arc<Target>>,
+    /// The firewall rule that decided the query, if one matched.
+    pub firewall: Option<FirewallMatch>,
 }
 
-/// Which rule and target a query went to, filled in by the resolver as it goes.
+/// A firewall rule's match as Route 53 query logs name it.
+#[derive(Clone, Debug)]
+pub struct FirewallMatch {
+    /// `firewall_rule_group_id`.
+    pub rule_group: Arc<str>,
+    /// `firewall_rule_action`.
+    pub action: FirewallAction,
+    /// `firewall_domain_list_id`.
+    pub domain_list: Arc<str>,
+}
+
+/// Which rule and target a query went to and which firewall rule decided it, filled in by the
+/// stages as the query goes through them.
 #[derive(Debug, Default)]
 pub struct Route {
     /// Index of the matched rule in the resolver's [`RuleSet`].
     pub rule: Option<usize>,
     /// The target that answered, or the last one tried when none did.
     pub target: Option<Arc<Target>>,
+    /// The firewall rule that decided the query: the question's, or a name's in the answer's
+    /// redirection chain that blocked or alerted.
+    pub firewall: Option<Verdict>,
 }
 
 /// The sending end of the query log queue.
@@ -52,6 +71,8 @@ pub struct QueryLog {
     dropped: IntCounter,
     /// Rule names by index, shared so a record costs a reference count, not a copy.
     rule_names: Vec<Arc<str>>,
+    /// By firewall rule group, then rule: what the log says of its matches.
+    firewall: Vec<Vec<FirewallMatch>>,
 }
 
 impl QueryLog {
@@ -60,6 +81,7 @@ impl QueryLog {
     pub fn channel(
         capacity: usize,
         rules: &RuleSet,
+        firewall: &FirewallConfig,
         dropped: IntCounter,
     ) -> (QueryLog, mpsc::Receiver<QueryRecord>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
@@ -68,11 +90,36 @@ impl QueryLog {
             .iter()
             .map(|r| Arc::from(r.name.as_str()))
             .collect();
+        let list_names: Vec<Arc<str>> = firewall
+            .list_names
+            .iter()
+            .map(|n| Arc::from(n.as_str()))
+            .collect();
+        let firewall = firewall
+            .engine
+            .groups()
+            .iter()
+            .map(|g| {
+                let group: Arc<str> = Arc::from(g.name.as_str());
+                g.rules()
+                    .iter()
+                    .map(|r| FirewallMatch {
+                        rule_group: group.clone(),
+                        action: r.action,
+                        domain_list: list_names
+                            .get(r.list)
+                            .cloned()
+                            .unwrap_or_else(|| Arc::from("")),
+                    })
+                    .collect()
+            })
+            .collect();
         (
             QueryLog {
                 tx,
                 dropped,
                 rule_names,
+                firewall,
             },
             rx,
         )
@@ -98,6 +145,9 @@ impl QueryLog {
             transport: request.transport,
             rule: route.rule.and_then(|i| self.rule_names.get(i).cloned()),
             target: route.target,
+            firewall: route
+                .firewall
+                .and_then(|v| self.firewall.get(v.group)?.get(v.rule).cloned()),
         });
     }
 }
@@ -121,7 +171,8 @@ mod tests {
     fn a_full_queue_drops_and_counts_without_waiting() {
         let rules = RuleSet::new(Vec::new()).expect("rules");
         let dropped = IntCounter::new("dropped", "test").expect("counter");
-        let (log, mut rx) = QueryLog::channel(2, &rules, dropped.clone());
+        let (log, mut rx) =
+            QueryLog::channel(2, &rules, &FirewallConfig::default(), dropped.clone());
         let reply = Reply::Answer(vec![1; 12]);
         for _ in 0..5 {
             log.record(request(), &reply, Route::default(), Instant::now());

@@ -1,7 +1,15 @@
 //! Configuration: the TOML file types (serde, `deny_unknown_fields`) and [`FileConfig::validate`],
 //! which turns them into the runtime [`Config`] with errors that name the key and the line.
 //!
-//! docs/configuration.md documents every key; a test there keeps its examples valid.
+//! docs/configuration.md documents every key; a test there keeps its examples valid. Each
+//! larger section validates itself in a module of its own ([`firewall`]).
+
+mod firewall;
+
+pub use firewall::{
+    Association, CLI_BLOCK_NAME, CLI_BLOCK_PRIORITY, DEFAULT_OVERRIDE_TTL, FirewallConfig,
+    FirewallFile, MAX_PRIORITY,
+};
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -40,6 +48,7 @@ pub struct FileConfig {
     pub outbound: Vec<Spanned<OutboundFile>>,
     #[serde(default, rename = "rule")]
     pub rules: Vec<Spanned<RuleFile>>,
+    pub firewall: Option<FirewallFile>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -221,6 +230,7 @@ pub struct Config {
     pub outbound: Vec<OutboundEndpoint>,
     /// The configured rules (the auto-defined ones are added by [`Config::rule_set`]).
     pub rules: Vec<ForwardingRule>,
+    pub firewall: FirewallConfig,
 }
 
 /// Bounds of the admin listener, so that idle or slow admin clients cannot take the file
@@ -483,9 +493,23 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     })?;
     let base = path.parent().map(Path::to_path_buf);
     parse(&text, base.as_deref()).map_err(|mut e| {
-        e.file = Some(path.to_path_buf());
+        // An error in a file the configuration names (a domain list) keeps that file's name.
+        e.file.get_or_insert_with(|| path.to_path_buf());
         e
     })
+}
+
+/// Reads a file the configuration names, refusing what is not a regular file (a FIFO or a
+/// device such as /dev/zero would hang or exhaust memory) or is larger than `limit` bytes.
+pub fn read_small_file(path: &Path, limit: u64) -> Result<String, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+    if !meta.is_file() {
+        return Err("is not a regular file".to_string());
+    }
+    if meta.len() > limit {
+        return Err(format!("is larger than {limit} bytes"));
+    }
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))
 }
 
 /// Parses and validates configuration text. Relative file paths in it are taken relative to
@@ -1080,6 +1104,12 @@ impl FileConfig {
             rules.push(rule);
         }
 
+        let inbound_names: Vec<String> = inbound.iter().map(|e| e.name.clone()).collect();
+        let firewall = match self.firewall {
+            Some(f) => f.validate(&cx, &inbound_names)?,
+            None => FirewallConfig::default(),
+        };
+
         Ok(Config {
             admin,
             admin_limits,
@@ -1093,6 +1123,7 @@ impl FileConfig {
             inbound,
             outbound,
             rules,
+            firewall,
         })
     }
 }
