@@ -4,6 +4,10 @@
 //! with the most specific (longest) domain wins. Matching is case-insensitive and label-wise, so
 //! `corp.test` covers `a.corp.test` but not `evilcorp.test`; `.` covers every name. A lookup costs
 //! one hash probe per label of the query name, whatever the number of rules.
+//!
+//! Rules and local zones may apply to some inbound endpoints only, directly or through a
+//! profile, so each endpoint routes by a [`RouteTable`] of its own: the domains it sees, each
+//! to an index into the one shared list of rules, resolved once at start.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -21,6 +25,8 @@ pub enum RuleKind {
     System,
     /// Answer locally as an RFC 6303 locally served zone (an auto-defined rule).
     Local,
+    /// Answer from a configured local zone (Route 53's private hosted zone).
+    Zone,
 }
 
 impl RuleKind {
@@ -29,6 +35,7 @@ impl RuleKind {
             RuleKind::Forward => "forward",
             RuleKind::System => "system",
             RuleKind::Local => "local",
+            RuleKind::Zone => "zone",
         }
     }
 }
@@ -102,32 +109,80 @@ pub enum RuleSetError {
     },
 }
 
-/// The forwarding rules of a gateway, indexed for lookup.
+/// One inbound endpoint's routing: the domains it routes by, each to an index into the
+/// gateway's list of rules.
+#[derive(Clone, Default)]
+pub struct RouteTable {
+    /// Lower-case wire-format domain -> index into the rules.
+    by_domain: HashMap<Box<[u8]>, usize>,
+}
+
+impl fmt::Debug for RouteTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RouteTable")
+            .field("domains", &self.by_domain.len())
+            .finish()
+    }
+}
+
+impl RouteTable {
+    /// Routes `domain` (lower-case wire format) to rule `index`; returns the index it replaces.
+    pub fn insert(&mut self, domain: Box<[u8]>, index: usize) -> Option<usize> {
+        self.by_domain.insert(domain, index)
+    }
+
+    /// The index of the most specific rule covering a wire-format name (any case).
+    pub fn match_wire(&self, name: &[u8]) -> Option<usize> {
+        if self.by_domain.is_empty() {
+            return None;
+        }
+        let mut buf = [0u8; 255];
+        let lower = wire::lowercase_name(name, &mut buf);
+        let mut at = 0;
+        loop {
+            let suffix = lower.get(at..)?;
+            if let Some(&i) = self.by_domain.get(suffix) {
+                return Some(i);
+            }
+            let len = *suffix.first()? as usize;
+            if len == 0 {
+                return None;
+            }
+            at += 1 + len;
+        }
+    }
+
+    /// The rule indices this table routes to, in no particular order.
+    pub fn indices(&self) -> impl Iterator<Item = usize> + '_ {
+        self.by_domain.values().copied()
+    }
+}
+
+/// The forwarding rules of a gateway, indexed for lookup: one [`RouteTable`] for every inbound
+/// endpoint, or one shared by all.
 #[derive(Clone, Default)]
 pub struct RuleSet {
     rules: Vec<ForwardingRule>,
-    /// Lower-case wire-format domain -> index into `rules`.
-    by_domain: HashMap<Box<[u8]>, usize>,
+    /// By inbound endpoint id; an id past the end uses the first (a set built by
+    /// [`RuleSet::new`] has one table for everyone).
+    tables: Vec<RouteTable>,
 }
 
 impl fmt::Debug for RuleSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RuleSet")
             .field("rules", &self.rules.len())
+            .field("tables", &self.tables.len())
             .finish()
     }
 }
 
 impl RuleSet {
-    /// Indexes `rules`; two rules for the same domain are an error.
+    /// Indexes `rules` for every endpoint alike; two rules for the same domain are an error.
     pub fn new(rules: Vec<ForwardingRule>) -> Result<Self, RuleSetError> {
-        let mut by_domain = HashMap::with_capacity(rules.len());
+        let mut table = RouteTable::default();
         for (i, rule) in rules.iter().enumerate() {
-            let wire = wire::name_to_wire(&rule.domain).map_err(|_| RuleSetError::BadDomain {
-                rule: rule.name.clone(),
-                domain: rule.domain.clone(),
-            })?;
-            if let Some(prev) = by_domain.insert(wire.into_boxed_slice(), i) {
+            if let Some(prev) = table.insert(rule_domain(rule)?, i) {
                 return Err(RuleSetError::Duplicate {
                     first: rules[prev].name.clone(),
                     second: rule.name.clone(),
@@ -135,7 +190,10 @@ impl RuleSet {
                 });
             }
         }
-        Ok(RuleSet { rules, by_domain })
+        Ok(RuleSet {
+            rules,
+            tables: vec![table],
+        })
     }
 
     /// Like [`RuleSet::new`], plus the auto-defined rules that answer RFC 6303 locally served
@@ -144,20 +202,14 @@ impl RuleSet {
     pub fn with_locally_served_zones(mut rules: Vec<ForwardingRule>) -> Result<Self, RuleSetError> {
         let configured: std::collections::HashSet<String> =
             rules.iter().map(|r| r.domain.clone()).collect();
-        for zone in LOCALLY_SERVED_ZONES {
-            let domain = canonical_domain(zone);
-            if !configured.contains(&domain) {
-                rules.push(ForwardingRule {
-                    name: "auto-local".to_string(),
-                    domain,
-                    kind: RuleKind::Local,
-                    outbound: None,
-                    targets: Vec::new(),
-                    cache: true,
-                });
-            }
-        }
+        rules.extend(locally_served_rules().filter(|r| !configured.contains(&r.domain)));
         RuleSet::new(rules)
+    }
+
+    /// A set whose endpoints route by tables of their own (by endpoint id), built by the
+    /// configuration from rule, zone and profile associations.
+    pub fn scoped(rules: Vec<ForwardingRule>, tables: Vec<RouteTable>) -> Self {
+        RuleSet { rules, tables }
     }
 
     pub fn rules(&self) -> &[ForwardingRule] {
@@ -176,32 +228,50 @@ impl RuleSet {
         self.rules.get(index)
     }
 
-    /// The most specific rule covering a wire-format name (any case), with its index.
-    pub fn match_wire(&self, name: &[u8]) -> Option<(usize, &ForwardingRule)> {
-        if self.by_domain.is_empty() {
-            return None;
-        }
-        let mut buf = [0u8; 255];
-        let lower = wire::lowercase_name(name, &mut buf);
-        let mut at = 0;
-        loop {
-            let suffix = lower.get(at..)?;
-            if let Some(&i) = self.by_domain.get(suffix) {
-                return Some((i, &self.rules[i]));
-            }
-            let len = *suffix.first()? as usize;
-            if len == 0 {
-                return None;
-            }
-            at += 1 + len;
-        }
+    /// The table endpoint `endpoint` routes by.
+    pub fn table(&self, endpoint: usize) -> Option<&RouteTable> {
+        self.tables.get(endpoint).or_else(|| self.tables.first())
     }
 
-    /// The most specific rule covering a presentation-format name.
+    /// The most specific rule covering a wire-format name (any case) for endpoint `endpoint`,
+    /// with its index.
+    pub fn match_for(&self, endpoint: usize, name: &[u8]) -> Option<(usize, &ForwardingRule)> {
+        let i = self.table(endpoint)?.match_wire(name)?;
+        Some((i, self.rules.get(i)?))
+    }
+
+    /// The most specific rule covering a wire-format name (any case) for the first endpoint.
+    pub fn match_wire(&self, name: &[u8]) -> Option<(usize, &ForwardingRule)> {
+        self.match_for(0, name)
+    }
+
+    /// The most specific rule covering a presentation-format name, for the first endpoint.
     pub fn match_name(&self, name: &str) -> Option<&ForwardingRule> {
         let wire = wire::name_to_wire(name).ok()?;
         self.match_wire(&wire).map(|(_, r)| r)
     }
+}
+
+/// A rule's domain in lower-case wire format, the key of a [`RouteTable`].
+pub fn rule_domain(rule: &ForwardingRule) -> Result<Box<[u8]>, RuleSetError> {
+    wire::name_to_wire(&rule.domain)
+        .map(Vec::into_boxed_slice)
+        .map_err(|_| RuleSetError::BadDomain {
+            rule: rule.name.clone(),
+            domain: rule.domain.clone(),
+        })
+}
+
+/// The auto-defined rules of the RFC 6303 locally served zones, `localhost` and `invalid`.
+pub fn locally_served_rules() -> impl Iterator<Item = ForwardingRule> {
+    LOCALLY_SERVED_ZONES.iter().map(|zone| ForwardingRule {
+        name: "auto-local".to_string(),
+        domain: canonical_domain(zone),
+        kind: RuleKind::Local,
+        outbound: None,
+        targets: Vec::new(),
+        cache: true,
+    })
 }
 
 #[cfg(test)]

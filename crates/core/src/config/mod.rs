@@ -1091,7 +1091,7 @@ impl FileConfig {
                     }
                     rule.outbound = Some(ob.name.clone());
                 }
-                RuleKind::System | RuleKind::Local => {
+                RuleKind::System | RuleKind::Local | RuleKind::Zone => {
                     if !f.targets.is_empty() {
                         return Err(cx.err(
                             key("targets"),
