@@ -13,6 +13,7 @@ pub mod rules;
 pub mod target;
 pub mod wire;
 pub mod worker;
+pub mod zone;
 
 pub use error::{ConfigError, WireError};
 pub use handler::{DnsRequest, Endpoint, Handler, Reply, Transport};
