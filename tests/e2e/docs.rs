@@ -41,7 +41,8 @@ fn every_toml_example_in_the_docs_is_valid() {
                 _ => continue,
             };
             for (i, example) in examples.iter().enumerate() {
-                if let Err(e) = dohgate_core::config::parse(example, None) {
+                // Files an example names (zones, lists) are relative to the repository.
+                if let Err(e) = dohgate_core::config::parse(example, Some(&root())) {
                     panic!("{} example {}: {e}\n{example}", path.display(), i + 1);
                 }
                 checked += 1;

@@ -10,4 +10,5 @@ mod doh;
 mod doh_out;
 mod firewall;
 mod observability;
+mod profiles;
 mod support;

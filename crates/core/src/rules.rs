@@ -60,6 +60,9 @@ pub struct ForwardingRule {
     pub targets: Vec<TargetSpec>,
     /// Whether answers to the names it covers may be cached (`cache = false` opts out).
     pub cache: bool,
+    /// The inbound endpoints the rule applies to; `None`: every one (unless a profile lists
+    /// it, which then decides).
+    pub inbound: Option<Vec<String>>,
 }
 
 impl ForwardingRule {
@@ -71,6 +74,7 @@ impl ForwardingRule {
             outbound: None,
             targets,
             cache: true,
+            inbound: None,
         }
     }
 
@@ -82,6 +86,7 @@ impl ForwardingRule {
             outbound: None,
             targets: Vec::new(),
             cache: true,
+            inbound: None,
         }
     }
 }
@@ -271,6 +276,7 @@ pub fn locally_served_rules() -> impl Iterator<Item = ForwardingRule> {
         outbound: None,
         targets: Vec::new(),
         cache: true,
+        inbound: None,
     })
 }
 

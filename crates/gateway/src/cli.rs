@@ -310,7 +310,8 @@ pub fn describe(config: &Config) -> String {
             q.keep
         ),
     };
-    for ep in &config.inbound {
+    let rule_set = config.rule_set().ok();
+    for (id, ep) in config.inbound.iter().enumerate() {
         let _ = writeln!(out, "inbound {:?} ({}):", ep.name, ep.protocols);
         let list = |a: &[SocketAddr]| {
             a.iter()
@@ -350,7 +351,10 @@ pub fn describe(config: &Config) -> String {
         };
         let _ = writeln!(out, "  allow: {allow}");
         let _ = writeln!(out, "  capacity: {} queries/s", ep.capacity_qps());
-        describe_firewall(&mut out, config, &ep.name);
+        if let Some(rules) = &rule_set {
+            describe_routes(&mut out, config, rules, id, ep);
+        }
+        describe_firewall(&mut out, config, ep);
     }
     for ob in &config.outbound {
         let _ = writeln!(out, "outbound {:?} ({})", ob.name, ob.protocols);
@@ -380,11 +384,48 @@ pub fn describe(config: &Config) -> String {
     out
 }
 
+/// The rules and zones an endpoint routes by (the locally served zones counted, not listed),
+/// each marked with the profile it comes from.
+fn describe_routes(
+    out: &mut String,
+    config: &Config,
+    rules: &dohgate_core::RuleSet,
+    id: usize,
+    endpoint: &InboundEndpoint,
+) {
+    use std::fmt::Write;
+    let Some(table) = rules.table(id) else {
+        return;
+    };
+    let profile = endpoint
+        .profile
+        .as_ref()
+        .and_then(|name| config.profiles.iter().find(|p| &p.name == name));
+    let mut routes: Vec<&dohgate_core::ForwardingRule> =
+        table.indices().filter_map(|i| rules.get(i)).collect();
+    let local = routes.iter().filter(|r| r.kind == RuleKind::Local).count();
+    routes.retain(|r| r.kind != RuleKind::Local);
+    routes.sort_by(|a, b| a.domain.cmp(&b.domain));
+    for r in routes {
+        let from = profile
+            .filter(|p| match r.kind {
+                RuleKind::Zone => p.zones.contains(&r.name),
+                _ => p.rules.contains(&r.name),
+            })
+            .map(|p| format!(" (profile {:?})", p.name))
+            .unwrap_or_default();
+        let _ = writeln!(out, "  route {} -> {} {:?}{from}", r.domain, r.kind, r.name);
+    }
+    if local > 0 {
+        let _ = writeln!(out, "  {local} locally served zones (RFC 6303)");
+    }
+}
+
 /// The rule groups an endpoint evaluates, in order, with their rules.
-fn describe_firewall(out: &mut String, config: &Config, endpoint: &str) {
+fn describe_firewall(out: &mut String, config: &Config, endpoint: &InboundEndpoint) {
     use std::fmt::Write;
     let fw = &config.firewall;
-    let policy = fw.policy_for(endpoint);
+    let policy = fw.policy_for(&endpoint.name, endpoint.profile.as_deref());
     if policy.is_empty() {
         let _ = writeln!(out, "  firewall: off");
         return;
@@ -531,7 +572,7 @@ mod tests {
         let c = cli(&["--block", "*.ads.example", "--block", "tracker.example"])
             .load_config()
             .expect("valid");
-        let policy = c.firewall.policy_for(&c.inbound[0].name);
+        let policy = c.firewall.policy_for(&c.inbound[0].name, None);
         assert_eq!(policy.groups().len(), 1);
         let text = describe(&c);
         assert!(

@@ -145,9 +145,10 @@ pub async fn start(mut config: Config) -> anyhow::Result<RunningGateway> {
             &outbound_metrics,
         )
         .map_err(|e| anyhow::anyhow!("{e}"))?
+        .with_zones(&config.zones)
         .with_cache(cache),
     );
-    let policy = PolicyStage::new(&config.firewall, &endpoint_names, &outbound_metrics);
+    let policy = PolicyStage::new(&config.firewall, &config.inbound, &outbound_metrics);
     let pipeline = Arc::new(Pipeline::new(
         policy,
         resolver.clone(),

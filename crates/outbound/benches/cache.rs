@@ -40,14 +40,14 @@ fn cache(c: &mut Criterion) {
             .expect("query");
         let q = wire::parse_query(&m).expect("parses");
         cache
-            .insert(&m, &q, &answer(&m), &root, now)
+            .insert(&m, &q, &answer(&m), &root, 0, now)
             .expect("cacheable");
     }
     let hot = wire::build_query(7, "www.Example.com", wire::TYPE_A, Some(1232)).expect("query");
     let hq = wire::parse_query(&hot).expect("parses");
     let hot_answer = answer(&hot);
     cache
-        .insert(&hot, &hq, &hot_answer, &root, now)
+        .insert(&hot, &hq, &hot_answer, &root, 0, now)
         .expect("cacheable");
     let cold = wire::build_query(7, "absent.example.com", wire::TYPE_A, Some(1232)).expect("q");
     let cq = wire::parse_query(&cold).expect("parses");
@@ -55,13 +55,17 @@ fn cache(c: &mut Criterion) {
     let mut g = c.benchmark_group("cache");
     let later = now + Duration::from_secs(5);
     g.bench_function("hit", |b| {
-        b.iter(|| cache.lookup(black_box(&hot), &hq, later).map(|h| h.answer))
+        b.iter(|| {
+            cache
+                .lookup(black_box(&hot), &hq, 0, later)
+                .map(|h| h.answer)
+        })
     });
     g.bench_function("miss", |b| {
-        b.iter(|| cache.lookup(black_box(&cold), &cq, later).is_none())
+        b.iter(|| cache.lookup(black_box(&cold), &cq, 0, later).is_none())
     });
     g.bench_function("insert", |b| {
-        b.iter(|| cache.insert(black_box(&hot), &hq, black_box(&hot_answer), &root, now))
+        b.iter(|| cache.insert(black_box(&hot), &hq, black_box(&hot_answer), &root, 0, now))
     });
     g.finish();
 }

@@ -43,8 +43,8 @@ use crate::metrics::OutboundMetrics;
 const TYPE_DNAME: u16 = 39;
 const TYPE_TSIG: u16 = 250;
 const OPTION_ECS: u16 = 8;
-/// Longest key: a 255-byte name, type, class and the bits byte.
-const KEY_MAX: usize = 255 + 5;
+/// Longest key: a 255-byte name, type, class, the bits byte and the route.
+const KEY_MAX: usize = 255 + 9;
 const KEY_DO: u8 = 1;
 const KEY_CD: u8 = 2;
 const KEY_RD: u8 = 4;
@@ -231,10 +231,11 @@ impl AnswerCache {
         self.cache.weight()
     }
 
-    /// A fresh answer to `msg` (parsed as `q`), or `None` (counted as a miss).
-    pub fn lookup(&self, msg: &[u8], q: &Query, now: Instant) -> Option<Hit> {
+    /// A fresh answer to `msg` (parsed as `q`) stored for `route`, or `None` (counted as a
+    /// miss).
+    pub fn lookup(&self, msg: &[u8], q: &Query, route: u32, now: Instant) -> Option<Hit> {
         let mut buf = [0u8; KEY_MAX];
-        let key = cache_key(msg, q, &mut buf);
+        let key = cache_key(msg, q, route, &mut buf);
         let hit = self.cache.get(key).and_then(|entry| {
             let age = now.saturating_duration_since(entry.stored).as_secs();
             if age >= u64::from(entry.ttl) {
@@ -279,12 +280,12 @@ impl AnswerCache {
     /// An expired answer to serve when every target failed (RFC 8767): TTLs set to
     /// `stale_ttl`, if the entry expired less than `serve_stale` ago. A fresh entry (stored by
     /// a concurrent query meanwhile) is served as a hit.
-    pub fn stale(&self, msg: &[u8], q: &Query, now: Instant) -> Option<Vec<u8>> {
+    pub fn stale(&self, msg: &[u8], q: &Query, route: u32, now: Instant) -> Option<Vec<u8>> {
         if self.config.serve_stale.is_zero() {
             return None;
         }
         let mut buf = [0u8; KEY_MAX];
-        let key = cache_key(msg, q, &mut buf);
+        let key = cache_key(msg, q, route, &mut buf);
         let entry = self.cache.peek(key)?;
         let age = now.saturating_duration_since(entry.stored);
         let fresh_for = Duration::from_secs(u64::from(entry.ttl));
@@ -305,13 +306,16 @@ impl AnswerCache {
 
     /// Stores `answer` to `query` if it passes the checks of the module documentation;
     /// `zone` is the forwarding rule's domain in wire format (`[0]`, the root, for the default
-    /// resolver). A refused answer is counted by reason.
+    /// resolver). `route` identifies where the query was sent (the rule), and is part of the
+    /// key: once endpoints route one name differently, an answer fetched for one route must
+    /// never answer a query that routes elsewhere. A refused answer is counted by reason.
     pub fn insert(
         &self,
         query: &[u8],
         q: &Query,
         answer: &[u8],
         zone: &[u8],
+        route: u32,
         now: Instant,
     ) -> Result<(), Uncacheable> {
         let prepared = match prepare(query, q, answer, zone, &self.config) {
@@ -328,7 +332,7 @@ impl AnswerCache {
             }
         };
         let mut buf = [0u8; KEY_MAX];
-        let key: Box<[u8]> = cache_key(query, q, &mut buf).into();
+        let key: Box<[u8]> = cache_key(query, q, route, &mut buf).into();
         self.cache.insert(
             key,
             Arc::new(Entry {
@@ -349,8 +353,9 @@ impl AnswerCache {
     }
 }
 
-/// The key of a query: its name lower-cased, type, class and the bits that change the answer.
-fn cache_key<'b>(msg: &[u8], q: &Query, buf: &'b mut [u8; KEY_MAX]) -> &'b [u8] {
+/// The key of a query: its name lower-cased, type, class, the bits that change the answer,
+/// and the route it was sent by.
+fn cache_key<'b>(msg: &[u8], q: &Query, route: u32, buf: &'b mut [u8; KEY_MAX]) -> &'b [u8] {
     let name = msg
         .get(wire::HEADER_LEN..wire::HEADER_LEN + q.question.name_len)
         .unwrap_or(&[]);
@@ -371,7 +376,8 @@ fn cache_key<'b>(msg: &[u8], q: &Query, buf: &'b mut [u8; KEY_MAX]) -> &'b [u8] 
         bits |= KEY_RD;
     }
     buf[n + 4] = bits;
-    &buf[..n + 5]
+    buf[n + 5..n + 9].copy_from_slice(&route.to_be_bytes());
+    &buf[..n + 9]
 }
 
 /// Builds the client's answer from an entry: one allocation, sized for the OPT record too.
@@ -803,10 +809,10 @@ mod tests {
         let t0 = Instant::now();
         let (m, q) = query(1, "www.example.test", false);
         let ans = answer(&m, 0, &[a("www.example.test", 300)]);
-        c.insert(&m, &q, &ans, ROOT, t0).expect("cacheable");
+        c.insert(&m, &q, &ans, ROOT, 0, t0).expect("cacheable");
         let (m2, q2) = query(0xbeef, "WwW.ExAmple.TEST", false);
         let hit = c
-            .lookup(&m2, &q2, t0 + Duration::from_millis(5_500))
+            .lookup(&m2, &q2, 0, t0 + Duration::from_millis(5_500))
             .expect("hit");
         assert_eq!(wire::id(&hit.answer), Some(0xbeef));
         assert_eq!(
@@ -815,7 +821,10 @@ mod tests {
         );
         assert_eq!(ttls(&hit.answer), [295]);
         assert!(hit.prefetch.is_none());
-        assert!(c.lookup(&m2, &q2, t0 + Duration::from_secs(300)).is_none());
+        assert!(
+            c.lookup(&m2, &q2, 0, t0 + Duration::from_secs(300))
+                .is_none()
+        );
     }
 
     #[test]
@@ -823,19 +832,19 @@ mod tests {
         let c = cache();
         let t0 = Instant::now();
         let (m, q) = query(1, "a.test", true);
-        c.insert(&m, &q, &answer(&m, 0, &[a("a.test", 60)]), ROOT, t0)
+        c.insert(&m, &q, &answer(&m, 0, &[a("a.test", 60)]), ROOT, 0, t0)
             .expect("cacheable");
         let (md, qd) = with_do(m.clone());
-        assert!(c.lookup(&md, &qd, t0).is_none(), "DO must not share");
+        assert!(c.lookup(&md, &qd, 0, t0).is_none(), "DO must not share");
         let mut mc = m.clone();
         mc[3] |= 0x10;
         let qc = wire::parse_query(&mc).expect("parses");
-        assert!(c.lookup(&mc, &qc, t0).is_none(), "CD must not share");
+        assert!(c.lookup(&mc, &qc, 0, t0).is_none(), "CD must not share");
         let mut mr = m.clone();
         mr[2] &= !0x01;
         let qr = wire::parse_query(&mr).expect("parses");
-        assert!(c.lookup(&mr, &qr, t0).is_none(), "RD must not share");
-        assert!(c.lookup(&m, &q, t0).is_some());
+        assert!(c.lookup(&mr, &qr, 0, t0).is_none(), "RD must not share");
+        assert!(c.lookup(&m, &q, 0, t0).is_some());
     }
 
     #[test]
@@ -845,16 +854,16 @@ mod tests {
         let (m, q) = query(1, "a.test", true);
         let ans = answer(&m, 0, &[a("a.test", 60)]);
         assert_eq!(wire::counts(&ans)[3], 1);
-        c.insert(&m, &q, &ans, ROOT, t0).expect("cacheable");
+        c.insert(&m, &q, &ans, ROOT, 0, t0).expect("cacheable");
         let (plain, pq) = query(2, "a.test", false);
-        let hit = c.lookup(&plain, &pq, t0).expect("hit");
+        let hit = c.lookup(&plain, &pq, 0, t0).expect("hit");
         assert_eq!(
             wire::counts(&hit.answer),
             [1, 1, 0, 0],
             "no OPT without EDNS"
         );
         assert!(wire::parse_query(&m).is_ok());
-        let hit = c.lookup(&m, &q, t0).expect("hit");
+        let hit = c.lookup(&m, &q, 0, t0).expect("hit");
         assert_eq!(wire::counts(&hit.answer)[3], 1, "OPT for an EDNS client");
         assert_eq!(hit.answer.len(), ans.len());
         // And the other way round: stored from a client without EDNS, served to one with it.
@@ -864,10 +873,11 @@ mod tests {
             &pq,
             &answer(&plain, 0, &[a("a.test", 60)]),
             ROOT,
+            0,
             t0,
         )
         .expect("cacheable");
-        let hit = c.lookup(&m, &q, t0).expect("hit");
+        let hit = c.lookup(&m, &q, 0, t0).expect("hit");
         assert_eq!(wire::counts(&hit.answer)[3], 1);
     }
 
@@ -877,16 +887,18 @@ mod tests {
         let t0 = Instant::now();
         let (m, q) = query(1, "nx.example.test", false);
         let ans = answer(&m, 3, &[soa(3600, 60)]);
-        c.insert(&m, &q, &ans, ROOT, t0).expect("cacheable");
-        let hit = c.lookup(&m, &q, t0 + Duration::from_secs(10)).expect("hit");
+        c.insert(&m, &q, &ans, ROOT, 0, t0).expect("cacheable");
+        let hit = c
+            .lookup(&m, &q, 0, t0 + Duration::from_secs(10))
+            .expect("hit");
         assert_eq!(wire::rcode(&hit.answer), 3);
         assert_eq!(ttls(&hit.answer), [50]);
-        assert!(c.lookup(&m, &q, t0 + Duration::from_secs(60)).is_none());
+        assert!(c.lookup(&m, &q, 0, t0 + Duration::from_secs(60)).is_none());
         // NODATA: NOERROR without answer records, the same rule.
         let (m, q) = query(2, "nodata.example.test", false);
-        c.insert(&m, &q, &answer(&m, 0, &[soa(30, 900)]), ROOT, t0)
+        c.insert(&m, &q, &answer(&m, 0, &[soa(30, 900)]), ROOT, 0, t0)
             .expect("cacheable");
-        let hit = c.lookup(&m, &q, t0).expect("hit");
+        let hit = c.lookup(&m, &q, 0, t0).expect("hit");
         assert_eq!(ttls(&hit.answer), [30]);
     }
 
@@ -897,7 +909,7 @@ mod tests {
         let (m, q) = query(1, "www.corp.test", false);
         let corp = name("corp.test");
         let check = |ans: Vec<u8>, zone: &[u8], want: Uncacheable| {
-            assert_eq!(c.insert(&m, &q, &ans, zone, t0), Err(want));
+            assert_eq!(c.insert(&m, &q, &ans, zone, 0, t0), Err(want));
         };
         check(answer(&m, 2, &[]), ROOT, Uncacheable::Rcode);
         check(answer(&m, 5, &[]), ROOT, Uncacheable::Rcode);
@@ -941,6 +953,7 @@ mod tests {
             &q,
             &answer(&m, 0, &[a("www.corp.test", 60), ns]),
             &corp,
+            0,
             t0,
         )
         .expect("in bailiwick");
@@ -950,10 +963,11 @@ mod tests {
             &q,
             &answer(&m, 0, &[a("www.corp.test", 60), glue]),
             ROOT,
+            0,
             t0,
         )
         .expect("root bailiwick");
-        assert!(c.lookup(&m, &q, t0).is_some());
+        assert!(c.lookup(&m, &q, 0, t0).is_some());
     }
 
     #[test]
@@ -979,11 +993,11 @@ mod tests {
                 name("ALIAS.corp.test"),
             ),
         ];
-        c.insert(&m, &q, &answer(&m, 0, &chain), ROOT, t0)
+        c.insert(&m, &q, &answer(&m, 0, &chain), ROOT, 0, t0)
             .expect("chain is cacheable");
-        let hit = c.lookup(&m, &q, t0).expect("hit");
+        let hit = c.lookup(&m, &q, 0, t0).expect("hit");
         assert_eq!(ttls(&hit.answer), [20, 300, 300]);
-        assert!(c.lookup(&m, &q, t0 + Duration::from_secs(20)).is_none());
+        assert!(c.lookup(&m, &q, 0, t0 + Duration::from_secs(20)).is_none());
 
         let (m, q) = query(2, "host.old.test", false);
         let dname = [
@@ -997,11 +1011,11 @@ mod tests {
             ),
             a("host.new.test", 300),
         ];
-        c.insert(&m, &q, &answer(&m, 0, &dname), ROOT, t0)
+        c.insert(&m, &q, &answer(&m, 0, &dname), ROOT, 0, t0)
             .expect("DNAME chain is cacheable");
         let unrelated = [R(1, "other.test", TYPE_DNAME, 300, name("new.test"))];
         assert_eq!(
-            c.insert(&m, &q, &answer(&m, 0, &unrelated), ROOT, t0),
+            c.insert(&m, &q, &answer(&m, 0, &unrelated), ROOT, 0, t0),
             Err(Uncacheable::Chain)
         );
     }
@@ -1015,14 +1029,14 @@ mod tests {
         });
         let t0 = Instant::now();
         let (m, q) = query(1, "a.test", false);
-        c.insert(&m, &q, &answer(&m, 0, &[a("a.test", 5)]), ROOT, t0)
+        c.insert(&m, &q, &answer(&m, 0, &[a("a.test", 5)]), ROOT, 0, t0)
             .expect("cacheable");
-        assert_eq!(ttls(&c.lookup(&m, &q, t0).expect("hit").answer), [30]);
+        assert_eq!(ttls(&c.lookup(&m, &q, 0, t0).expect("hit").answer), [30]);
         let (m, q) = query(1, "b.test", false);
-        c.insert(&m, &q, &answer(&m, 0, &[a("b.test", 100_000)]), ROOT, t0)
+        c.insert(&m, &q, &answer(&m, 0, &[a("b.test", 100_000)]), ROOT, 0, t0)
             .expect("cacheable");
-        assert_eq!(ttls(&c.lookup(&m, &q, t0).expect("hit").answer), [100]);
-        assert!(c.lookup(&m, &q, t0 + Duration::from_secs(100)).is_none());
+        assert_eq!(ttls(&c.lookup(&m, &q, 0, t0).expect("hit").answer), [100]);
+        assert!(c.lookup(&m, &q, 0, t0 + Duration::from_secs(100)).is_none());
     }
 
     #[test]
@@ -1033,28 +1047,31 @@ mod tests {
         });
         let t0 = Instant::now();
         let (m, q) = query(1, "a.test", false);
-        c.insert(&m, &q, &answer(&m, 0, &[a("a.test", 10)]), ROOT, t0)
+        c.insert(&m, &q, &answer(&m, 0, &[a("a.test", 10)]), ROOT, 0, t0)
             .expect("cacheable");
         assert_eq!(
-            ttls(&c.stale(&m, &q, t0 + Duration::from_secs(4)).expect("fresh")),
+            ttls(
+                &c.stale(&m, &q, 0, t0 + Duration::from_secs(4))
+                    .expect("fresh")
+            ),
             [6]
         );
-        assert!(c.lookup(&m, &q, t0 + Duration::from_secs(11)).is_none());
+        assert!(c.lookup(&m, &q, 0, t0 + Duration::from_secs(11)).is_none());
         let stale = c
-            .stale(&m, &q, t0 + Duration::from_secs(69))
+            .stale(&m, &q, 0, t0 + Duration::from_secs(69))
             .expect("stale");
         assert_eq!(ttls(&stale), [30]);
         assert_eq!(wire::id(&stale), Some(1));
-        assert!(c.stale(&m, &q, t0 + Duration::from_secs(71)).is_none());
+        assert!(c.stale(&m, &q, 0, t0 + Duration::from_secs(71)).is_none());
         assert!(c.is_empty(), "an entry too old to serve is dropped");
 
         let off = cache_with(CacheConfig {
             serve_stale: Duration::ZERO,
             ..CacheConfig::default()
         });
-        off.insert(&m, &q, &answer(&m, 0, &[a("a.test", 10)]), ROOT, t0)
+        off.insert(&m, &q, &answer(&m, 0, &[a("a.test", 10)]), ROOT, 0, t0)
             .expect("cacheable");
-        assert!(off.stale(&m, &q, t0 + Duration::from_secs(11)).is_none());
+        assert!(off.stale(&m, &q, 0, t0 + Duration::from_secs(11)).is_none());
     }
 
     #[test]
@@ -1062,30 +1079,30 @@ mod tests {
         let c = cache();
         let t0 = Instant::now();
         let (m, q) = query(1, "a.test", false);
-        c.insert(&m, &q, &answer(&m, 0, &[a("a.test", 100)]), ROOT, t0)
+        c.insert(&m, &q, &answer(&m, 0, &[a("a.test", 100)]), ROOT, 0, t0)
             .expect("cacheable");
         for _ in 0..3 {
-            assert!(c.lookup(&m, &q, t0).expect("hit").prefetch.is_none());
+            assert!(c.lookup(&m, &q, 0, t0).expect("hit").prefetch.is_none());
         }
         let late = t0 + Duration::from_secs(95);
-        let permit = c.lookup(&m, &q, late).expect("hit").prefetch;
+        let permit = c.lookup(&m, &q, 0, late).expect("hit").prefetch;
         assert!(permit.is_some(), "popular and close to expiry");
-        assert!(c.lookup(&m, &q, late).expect("hit").prefetch.is_none());
+        assert!(c.lookup(&m, &q, 0, late).expect("hit").prefetch.is_none());
         drop(permit);
         assert_eq!(c.prefetches_in_flight.load(Ordering::Relaxed), 0);
         // A refreshed entry starts over.
-        c.insert(&m, &q, &answer(&m, 0, &[a("a.test", 100)]), ROOT, late)
+        c.insert(&m, &q, &answer(&m, 0, &[a("a.test", 100)]), ROOT, 0, late)
             .expect("cacheable");
-        assert!(c.lookup(&m, &q, late).expect("hit").prefetch.is_none());
+        assert!(c.lookup(&m, &q, 0, late).expect("hit").prefetch.is_none());
 
         let off = cache_with(CacheConfig {
             prefetch: false,
             ..CacheConfig::default()
         });
-        off.insert(&m, &q, &answer(&m, 0, &[a("a.test", 100)]), ROOT, t0)
+        off.insert(&m, &q, &answer(&m, 0, &[a("a.test", 100)]), ROOT, 0, t0)
             .expect("cacheable");
         for _ in 0..5 {
-            assert!(off.lookup(&m, &q, late).expect("hit").prefetch.is_none());
+            assert!(off.lookup(&m, &q, 0, late).expect("hit").prefetch.is_none());
         }
     }
 
@@ -1104,6 +1121,7 @@ mod tests {
             &hq,
             &answer(&hot, 0, &[a("popular.example.test", 3600)]),
             ROOT,
+            0,
             t0,
         )
         .expect("cacheable");
@@ -1117,13 +1135,13 @@ mod tests {
             ans[2] |= 0x80;
             ans[6..8].copy_from_slice(&1u16.to_be_bytes());
             ans.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1]);
-            c.insert(&m, &q, &ans, ROOT, t0).expect("cacheable");
+            c.insert(&m, &q, &ans, ROOT, 0, t0).expect("cacheable");
             assert!(
                 c.bytes() <= max_bytes,
                 "{} bytes after {i} names",
                 c.bytes()
             );
-            if i % 4 == 0 && c.lookup(&hot, &hq, t0).is_some() {
+            if i % 4 == 0 && c.lookup(&hot, &hq, 0, t0).is_some() {
                 hot_hits += 1;
             }
         }
@@ -1156,7 +1174,7 @@ mod tests {
         );
         let mut seed = 0x9e37_79b9_u32;
         for len in 0..=base.len() {
-            let _ = c.insert(&m, &q, &base[..len], ROOT, t0);
+            let _ = c.insert(&m, &q, &base[..len], ROOT, 0, t0);
         }
         for _ in 0..20_000 {
             seed ^= seed << 13;
@@ -1165,8 +1183,8 @@ mod tests {
             let mut b = base.clone();
             let at = seed as usize % b.len();
             b[at] = (seed >> 8) as u8;
-            if c.insert(&m, &q, &b, &name("example.test"), t0).is_ok() {
-                let _ = c.lookup(&m, &q, t0);
+            if c.insert(&m, &q, &b, &name("example.test"), 0, t0).is_ok() {
+                let _ = c.lookup(&m, &q, 0, t0);
             }
         }
     }

@@ -121,7 +121,10 @@ impl Pipeline {
             // Blocked: nothing goes upstream.
             Err(block) => block,
             Ok(verdict) => {
-                let answer = self.resolver.route(msg, &q, client_udp, route).await;
+                let answer = self
+                    .resolver
+                    .route(endpoint, msg, &q, client_udp, route)
+                    .await;
                 match &self.policy {
                     Some(p) => p.answer(endpoint, msg, &q, verdict, answer, route),
                     None => answer,

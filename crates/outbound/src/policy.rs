@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use dohgate_core::config::FirewallConfig;
+use dohgate_core::config::{FirewallConfig, InboundEndpoint};
 use dohgate_core::firewall::{
     self, Firewall, FirewallAction, Policy, Redirection, Verdict, answer_chain,
 };
@@ -33,11 +33,11 @@ pub struct PolicyStage {
 }
 
 impl PolicyStage {
-    /// The stage for `endpoints` (names in id order), or `None` when no endpoint has a rule
-    /// group: then the pipeline skips it altogether.
+    /// The stage for `endpoints` (in id order), or `None` when no endpoint has a rule group:
+    /// then the pipeline skips it altogether.
     pub fn new(
         config: &FirewallConfig,
-        endpoints: &[String],
+        endpoints: &[InboundEndpoint],
         metrics: &OutboundMetrics,
     ) -> Option<Self> {
         if config.is_empty() {
@@ -62,7 +62,10 @@ impl PolicyStage {
             .collect();
         let unreadable = |outcome: &str| metrics.firewall_unreadable.with_label_values(&[outcome]);
         Some(PolicyStage {
-            policies: endpoints.iter().map(|e| config.policy_for(e)).collect(),
+            policies: endpoints
+                .iter()
+                .map(|e| config.policy_for(&e.name, e.profile.as_deref()))
+                .collect(),
             engine,
             fail_open: config.fail_open,
             matches,

@@ -1,19 +1,24 @@
 //! The route stage of the [`Pipeline`](crate::pipeline::Pipeline): where an admitted query
 //! goes and what comes back.
 //!
-//! rule match -> local answer | forward to the rule's targets | default resolver -> the
-//! client's own ID and question put back.
+//! the endpoint's rule match -> local answer (locally served zone or configured local zone) |
+//! forward to the rule's targets | default resolver -> the client's own ID and question put
+//! back.
 //!
 //! Forwarded queries go through the [`AnswerCache`] when one is set and the rule allows it: a
 //! fresh entry answers without a target, a target's answer is offered to the cache, and when
-//! every target fails an expired entry may answer instead of SERVFAIL (RFC 8767).
+//! every target fails an expired entry may answer instead of SERVFAIL (RFC 8767). Entries are
+//! kept per route (the rule that sent the query), so endpoints that route one name to
+//! different targets never see each other's answers.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use dohgate_core::config::ZoneConfig;
 use dohgate_core::rules::{RuleKind, RuleSet};
 use dohgate_core::wire::{self, Query, Rcode};
+use dohgate_core::zone::LocalZone;
 use dohgate_core::{TargetSpec, local};
 use prometheus::IntCounter;
 
@@ -49,6 +54,8 @@ pub struct Resolver {
     rule_targets: Vec<TargetSet>,
     /// Per rule: its domain in wire format, for locally served zones.
     rule_zones: Vec<Box<[u8]>>,
+    /// Per rule: the local zone that answers it (rules of kind [`RuleKind::Zone`]).
+    local_zones: Vec<Option<Arc<LocalZone>>>,
     rule_matches: Vec<IntCounter>,
     default: TargetSet,
     default_matches: IntCounter,
@@ -108,6 +115,7 @@ impl Resolver {
             .rule_matches
             .with_label_values(&["default", "system"]);
         Ok(Resolver {
+            local_zones: vec![None; rules.len()],
             rules,
             rule_targets,
             rule_zones,
@@ -117,6 +125,19 @@ impl Resolver {
             options,
             cache: None,
         })
+    }
+
+    /// Answers the names of the zone rules from `zones`, matched by name.
+    pub fn with_zones(mut self, zones: &[ZoneConfig]) -> Self {
+        for (i, rule) in self.rules.rules().iter().enumerate() {
+            if rule.kind == RuleKind::Zone {
+                self.local_zones[i] = zones
+                    .iter()
+                    .find(|z| z.name == rule.name)
+                    .map(|z| z.zone.clone());
+            }
+        }
+        self
     }
 
     /// Answers forwarded queries from `cache` when it can, and stores what targets answer.
@@ -129,17 +150,19 @@ impl Resolver {
         self.cache.as_ref()
     }
 
-    /// The bailiwick the cache checks answers against for rule `rule` (`None`: the default
-    /// resolver), or `None` when its answers are not cached.
-    fn cache_zone(&self, rule: Option<usize>) -> Option<&[u8]> {
+    /// Where answers for rule `rule` (`None`: the default resolver) are cached: the bailiwick
+    /// the cache checks them against and the route key (0 for the default resolver, else the
+    /// rule's index plus one); `None` when they are not cached.
+    fn cache_scope(&self, rule: Option<usize>) -> Option<(&[u8], u32)> {
         self.cache.as_ref()?;
         let Some(i) = rule else {
-            return Some(ROOT_ZONE);
+            return Some((ROOT_ZONE, 0));
         };
         let r = self.rules.get(i).filter(|r| r.cache)?;
+        let route = u32::try_from(i).ok()?.checked_add(1)?;
         match r.kind {
-            RuleKind::Forward => self.rule_zones.get(i).map(|z| &z[..]),
-            _ => Some(ROOT_ZONE),
+            RuleKind::Forward => self.rule_zones.get(i).map(|z| (&z[..], route)),
+            _ => Some((ROOT_ZONE, route)),
         }
     }
 
@@ -157,38 +180,44 @@ impl Resolver {
         &self.rules
     }
 
-    /// Routes one admitted query (`q` is `msg` parsed) and returns the answer; notes in
-    /// `route` the rule and target it went to. `client_udp` is the client's UDP payload size
-    /// when the query came over UDP.
+    /// Routes one admitted query (`q` is `msg` parsed) from inbound endpoint `endpoint` by
+    /// that endpoint's route table and returns the answer; notes in `route` the rule and
+    /// target it went to. `client_udp` is the client's UDP payload size when the query came
+    /// over UDP.
     pub async fn route(
         &self,
+        endpoint: usize,
         msg: &[u8],
         q: &Query,
         client_udp: Option<usize>,
         route: &mut Route,
     ) -> Vec<u8> {
-        match self.rules.match_wire(q.question.name(msg)) {
+        match self.rules.match_for(endpoint, q.question.name(msg)) {
             Some((i, rule)) => {
                 self.rule_matches[i].inc();
                 route.rule = Some(i);
                 match rule.kind {
                     RuleKind::Local => local::answer(msg, q, &self.rule_zones[i]),
+                    RuleKind::Zone => match &self.local_zones[i] {
+                        Some(zone) => zone.answer(msg, q),
+                        None => wire::error_response(msg, Rcode::ServFail).unwrap_or_default(),
+                    },
                     RuleKind::Forward => {
-                        let zone = self.cache_zone(Some(i));
-                        self.forward(&self.rule_targets[i], msg, q, client_udp, zone, route)
+                        let scope = self.cache_scope(Some(i));
+                        self.forward(&self.rule_targets[i], msg, q, client_udp, scope, route)
                             .await
                     }
                     RuleKind::System => {
-                        let zone = self.cache_zone(Some(i));
-                        self.forward(&self.default, msg, q, client_udp, zone, route)
+                        let scope = self.cache_scope(Some(i));
+                        self.forward(&self.default, msg, q, client_udp, scope, route)
                             .await
                     }
                 }
             }
             None => {
                 self.default_matches.inc();
-                let zone = self.cache_zone(None);
-                self.forward(&self.default, msg, q, client_udp, zone, route)
+                let scope = self.cache_scope(None);
+                self.forward(&self.default, msg, q, client_udp, scope, route)
                     .await
             }
         }
@@ -200,15 +229,15 @@ impl Resolver {
         msg: &[u8],
         q: &Query,
         client_udp: Option<usize>,
-        cache_zone: Option<&[u8]>,
+        cache_scope: Option<(&[u8], u32)>,
         route: &mut Route,
     ) -> Vec<u8> {
-        let cache = cache_zone.and_then(|z| self.cache.as_ref().map(|c| (c, z)));
-        if let Some((c, zone)) = cache
-            && let Some(hit) = c.lookup(msg, q, std::time::Instant::now())
+        let cache = cache_scope.and_then(|s| self.cache.as_ref().map(|c| (c, s)));
+        if let Some((c, (zone, key))) = cache
+            && let Some(hit) = c.lookup(msg, q, key, std::time::Instant::now())
         {
             if let Some(permit) = hit.prefetch {
-                self.prefetch(targets, msg, q, zone, permit);
+                self.prefetch(targets, msg, q, (zone, key), permit);
             }
             return hit.answer;
         }
@@ -224,8 +253,8 @@ impl Resolver {
         route.target = forwarded.target;
         match forwarded.answer {
             Some(mut answer) => {
-                if let Some((c, zone)) = cache {
-                    let _ = c.insert(msg, q, &answer, zone, std::time::Instant::now());
+                if let Some((c, (zone, key))) = cache {
+                    let _ = c.insert(msg, q, &answer, zone, key, std::time::Instant::now());
                 }
                 // The client gets its own ID and its question exactly as sent (0x20 case
                 // included): the target may have changed the case.
@@ -238,8 +267,8 @@ impl Resolver {
             }
             None => {
                 // RFC 8767: an expired answer beats SERVFAIL when every target is down.
-                if let Some((c, _)) = cache
-                    && let Some(stale) = c.stale(msg, q, std::time::Instant::now())
+                if let Some((c, (_, key))) = cache
+                    && let Some(stale) = c.stale(msg, q, key, std::time::Instant::now())
                 {
                     return stale;
                 }
@@ -255,7 +284,7 @@ impl Resolver {
         targets: &TargetSet,
         msg: &[u8],
         q: &Query,
-        zone: &[u8],
+        (zone, key): (&[u8], u32),
         permit: PrefetchPermit,
     ) {
         let Some(cache) = self.cache.clone() else {
@@ -273,7 +302,7 @@ impl Resolver {
                 .forward(&msg, &q.question, None, options.attempt, options.budget)
                 .await;
             if let Some(answer) = forwarded.answer {
-                let _ = cache.insert(&msg, &q, &answer, &zone, std::time::Instant::now());
+                let _ = cache.insert(&msg, &q, &answer, &zone, key, std::time::Instant::now());
             }
             drop(permit);
         });

@@ -97,6 +97,9 @@ pub struct Association {
     pub priority: u32,
     /// The inbound endpoints it applies to; `None`: every one.
     pub inbound: Option<Vec<String>>,
+    /// Set for a profile's rule group: it applies to the endpoints using that profile (and
+    /// `inbound` is `None`).
+    pub profile: Option<String>,
 }
 
 /// The validated firewall: the engine (shared, as its lists may be large) and which endpoint
@@ -118,20 +121,27 @@ impl FirewallConfig {
         self.associations.is_empty()
     }
 
-    /// The rule groups endpoint `endpoint` evaluates, in association priority order.
-    pub fn policy_for(&self, endpoint: &str) -> Policy {
-        let groups = self
+    /// The rule groups an endpoint (using `profile`, if any) evaluates: its own associations
+    /// and its profile's, in priority order; at one priority its own first (Route 53
+    /// Profiles' precedence). A group reached both ways is evaluated once, at its first place.
+    pub fn policy_for(&self, endpoint: &str, profile: Option<&str>) -> Policy {
+        let mut groups: Vec<(u32, bool, usize)> = self
             .associations
             .iter()
-            .filter(|a| {
-                a.inbound
-                    .as_ref()
-                    .is_none_or(|eps| eps.iter().any(|e| e == endpoint))
+            .filter(|a| match &a.profile {
+                Some(p) => profile == Some(p.as_str()),
+                None => super::routing::applies(&a.inbound, endpoint),
             })
-            .map(|a| (a.priority, a.group))
+            .map(|a| (a.priority, a.profile.is_some(), a.group))
             .collect();
-        // Validation already refused duplicate priorities and groups per endpoint.
-        Policy::new(&self.engine, groups).unwrap_or_default()
+        groups.sort_unstable();
+        let mut seen = HashSet::new();
+        let ordered = groups
+            .into_iter()
+            .filter(|&(_, _, g)| seen.insert(g))
+            .map(|(priority, _, g)| (priority, g))
+            .collect();
+        Policy::ordered(&self.engine, ordered)
     }
 
     /// Blocks `domains` (Route 53 list syntax) with NXDOMAIN on every endpoint, through a rule
@@ -158,6 +168,7 @@ impl FirewallConfig {
             group: groups.len() - 1,
             priority: CLI_BLOCK_PRIORITY,
             inbound: None,
+            profile: None,
         });
         *engine = Firewall::new(lists, groups).map_err(|e| e.to_string())?;
         Ok(())
@@ -288,23 +299,7 @@ impl FirewallFile {
             let priority = cx
                 .within(&key("priority"), &Some(f.priority.clone()), 1, MAX_PRIORITY)?
                 .unwrap_or(1) as u32;
-            let inbound_names = match &f.inbound {
-                None => None,
-                Some(list) => {
-                    let mut names = Vec::with_capacity(list.len());
-                    for (j, e) in list.iter().enumerate() {
-                        if !inbound.contains(e.get_ref()) {
-                            return Err(cx.err(
-                                key(&format!("inbound[{j}]")),
-                                e.span(),
-                                format!("no inbound endpoint is named {:?}", e.get_ref()),
-                            ));
-                        }
-                        names.push(e.get_ref().clone());
-                    }
-                    Some(names)
-                }
-            };
+            let inbound_names = super::routing::endpoint_list(cx, &key, &f.inbound, inbound)?;
             // Route 53 evaluates an endpoint's groups by priority: two at one priority, or one
             // group twice, would leave the order undefined.
             for (k, other) in associations.iter().enumerate() {
@@ -340,6 +335,7 @@ impl FirewallFile {
                 group,
                 priority,
                 inbound: inbound_names,
+                profile: None,
             });
         }
 
@@ -573,8 +569,8 @@ mod tests {
             None,
         )
         .expect("one priority on two different endpoints is fine");
-        assert_eq!(ok.firewall.policy_for("a").groups(), &[(7, 0)]);
-        assert_eq!(ok.firewall.policy_for("b").groups(), &[(7, 1)]);
+        assert_eq!(ok.firewall.policy_for("a", None).groups(), &[(7, 0)]);
+        assert_eq!(ok.firewall.policy_for("b", None).groups(), &[(7, 1)]);
         let e = parse(
             &format!(
                 "{BASE}{two_groups}{}{}",

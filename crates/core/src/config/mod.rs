@@ -5,11 +5,13 @@
 //! larger section validates itself in a module of its own ([`firewall`]).
 
 mod firewall;
+mod routing;
 
 pub use firewall::{
     Association, CLI_BLOCK_NAME, CLI_BLOCK_PRIORITY, DEFAULT_OVERRIDE_TTL, FirewallConfig,
     FirewallFile, MAX_PRIORITY,
 };
+pub use routing::{Profile, ProfileFile, ZoneConfig, ZoneFile};
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -24,7 +26,7 @@ use toml::Spanned;
 
 use crate::error::ConfigError;
 use crate::protocol::{Protocol, ProtocolSet};
-use crate::rules::{ForwardingRule, RuleKind, RuleSet, canonical_domain};
+use crate::rules::{ForwardingRule, RuleSet};
 use crate::target::{DEFAULT_DOH_PATH, DohMethod, TargetSpec, parse_addr};
 use crate::wire;
 
@@ -48,6 +50,10 @@ pub struct FileConfig {
     pub outbound: Vec<Spanned<OutboundFile>>,
     #[serde(default, rename = "rule")]
     pub rules: Vec<Spanned<RuleFile>>,
+    #[serde(default, rename = "zone")]
+    pub zones: Vec<Spanned<ZoneFile>>,
+    #[serde(default, rename = "profile")]
+    pub profiles: Vec<Spanned<ProfileFile>>,
     pub firewall: Option<FirewallFile>,
 }
 
@@ -130,6 +136,8 @@ pub struct InboundFile {
     pub doh_path: Option<Spanned<String>>,
     /// Queries per second the endpoint is rated for (capacity status metric).
     pub capacity_qps: Option<Spanned<u64>>,
+    /// The profile whose rules, zones and rule groups the endpoint uses besides its own.
+    pub profile: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -168,6 +176,8 @@ pub struct RuleFile {
     pub targets: Vec<Spanned<TargetFile>>,
     /// `false`: answers for this rule's names are never cached.
     pub cache: Option<bool>,
+    /// The inbound endpoints the rule applies to; absent: every one.
+    pub inbound: Option<Vec<Spanned<String>>>,
 }
 
 /// A target as written: a string (`"10.0.0.2:53"`, `"https://10.0.0.3/dns-query"`) or a table.
@@ -230,6 +240,9 @@ pub struct Config {
     pub outbound: Vec<OutboundEndpoint>,
     /// The configured rules (the auto-defined ones are added by [`Config::rule_set`]).
     pub rules: Vec<ForwardingRule>,
+    /// Local zones (Route 53's private hosted zones), answered by dohgate itself.
+    pub zones: Vec<ZoneConfig>,
+    pub profiles: Vec<Profile>,
     pub firewall: FirewallConfig,
 }
 
@@ -411,6 +424,8 @@ pub struct InboundEndpoint {
     pub doh_path: String,
     /// The configured capacity; `None`: [`CAPACITY_QPS_PER_ADDRESS`] per listen address.
     pub capacity_qps: Option<u64>,
+    /// The name of the endpoint's profile.
+    pub profile: Option<String>,
 }
 
 impl InboundEndpoint {
@@ -426,6 +441,7 @@ impl InboundEndpoint {
             tls: None,
             doh_path: DEFAULT_DOH_PATH.to_string(),
             capacity_qps: None,
+            profile: None,
         }
     }
 
@@ -464,14 +480,11 @@ pub struct OutboundEndpoint {
 }
 
 impl Config {
-    /// The rules to run with: the configured ones, plus the locally served zones if enabled.
+    /// The rules to run with, and each inbound endpoint's table of them (by endpoint id): the
+    /// configured rules and local zones that apply to it, directly or through its profile, plus
+    /// the locally served zones if enabled. See [`routing`] for the precedence.
     pub fn rule_set(&self) -> Result<RuleSet, ConfigError> {
-        let set = if self.resolver.locally_served_zones {
-            RuleSet::with_locally_served_zones(self.rules.clone())
-        } else {
-            RuleSet::new(self.rules.clone())
-        };
-        set.map_err(|e| ConfigError::new("rule", e.to_string()))
+        routing::rule_set(self)
     }
 
     /// The outbound endpoint named `name`.
@@ -995,120 +1008,24 @@ impl FileConfig {
             });
         }
 
-        let mut rules = Vec::new();
-        let mut domains: HashSet<String> = HashSet::new();
-        let mut rule_names = HashSet::new();
-        for (i, rs) in self.rules.iter().enumerate() {
-            let key = |k: &str| format!("rule[{i}].{k}");
-            let f = rs.get_ref();
-            if !rule_names.insert(f.name.get_ref().clone()) {
-                return Err(cx.err(
-                    key("name"),
-                    f.name.span(),
-                    format!("another rule is named {:?}", f.name.get_ref()),
-                ));
-            }
-            if wire::name_to_wire(f.domain.get_ref()).is_err() {
-                return Err(cx.err(
-                    key("domain"),
-                    f.domain.span(),
-                    format!("{:?} is not a domain name", f.domain.get_ref()),
-                ));
-            }
-            let domain = canonical_domain(f.domain.get_ref());
-            if !domains.insert(domain.clone()) {
-                return Err(cx.err(
-                    key("domain"),
-                    f.domain.span(),
-                    format!("another rule is for {domain:?}"),
-                ));
-            }
-            let kind = match f.kind.get_ref().to_ascii_lowercase().as_str() {
-                "forward" => RuleKind::Forward,
-                "system" => RuleKind::System,
-                other => {
-                    return Err(cx.err(
-                        key("type"),
-                        f.kind.span(),
-                        format!("{other:?} is not forward or system"),
-                    ));
-                }
-            };
-            let mut rule = ForwardingRule {
-                name: f.name.get_ref().clone(),
-                domain,
-                kind,
-                outbound: None,
-                targets: Vec::new(),
-                cache: f.cache.unwrap_or(true),
-            };
-            match kind {
-                RuleKind::Forward => {
-                    let Some(ob_name) = &f.outbound else {
-                        return Err(cx.err(
-                            key("outbound"),
-                            rs.span(),
-                            "a forward rule needs an outbound endpoint",
-                        ));
-                    };
-                    let Some(ob) = outbound
-                        .iter()
-                        .find(|o: &&OutboundEndpoint| &o.name == ob_name.get_ref())
-                    else {
-                        return Err(cx.err(
-                            key("outbound"),
-                            ob_name.span(),
-                            format!("no outbound endpoint is named {:?}", ob_name.get_ref()),
-                        ));
-                    };
-                    if f.targets.is_empty() {
-                        return Err(cx.err(
-                            key("targets"),
-                            rs.span(),
-                            "a forward rule needs at least one target",
-                        ));
-                    }
-                    if f.targets.len() > 16 {
-                        return Err(cx.err(
-                            key("targets"),
-                            f.targets[16].span(),
-                            "at most 16 targets per rule",
-                        ));
-                    }
-                    for (j, t) in f.targets.iter().enumerate() {
-                        let tkey = key(&format!("targets[{j}]"));
-                        let mut spec = cx.target(&tkey, t)?;
-                        if !ob.protocols.contains(spec.protocol) {
-                            return Err(cx.err(tkey, t.span(), format!("protocol {} is not one of outbound endpoint {:?}'s protocols ({})", spec.protocol, ob.name, ob.protocols)));
-                        }
-                        if spec.ca_file.is_none() {
-                            spec.ca_file = ob.ca_file.clone();
-                        }
-                        if spec.protocol != Protocol::Do53 {
-                            spec.client_cert = ob.client_cert.clone();
-                        }
-                        rule.targets.push(spec);
-                    }
-                    rule.outbound = Some(ob.name.clone());
-                }
-                RuleKind::System | RuleKind::Local | RuleKind::Zone => {
-                    if !f.targets.is_empty() {
-                        return Err(cx.err(
-                            key("targets"),
-                            f.targets[0].span(),
-                            "a system rule has no targets (it uses the default resolver)",
-                        ));
-                    }
-                }
-            }
-            rules.push(rule);
-        }
-
         let inbound_names: Vec<String> = inbound.iter().map(|e| e.name.clone()).collect();
-        let firewall = match self.firewall {
+        let rules = routing::rules(&cx, &self.rules, &outbound, &inbound_names)?;
+        let zones = routing::zones(&cx, &self.zones, &inbound_names)?;
+        let mut firewall = match self.firewall {
             Some(f) => f.validate(&cx, &inbound_names)?,
             None => FirewallConfig::default(),
         };
+        let profiles = routing::profiles(&cx, &self.profiles, &rules, &zones, &mut firewall)?;
+        routing::assign_profiles(&cx, &self.inbound, &mut inbound, &profiles)?;
+        routing::check_scopes(
+            &cx,
+            &self.rules,
+            &self.zones,
+            &inbound,
+            &rules,
+            &zones,
+            &profiles,
+        )?;
 
         Ok(Config {
             admin,
@@ -1123,6 +1040,8 @@ impl FileConfig {
             inbound,
             outbound,
             rules,
+            zones,
+            profiles,
             firewall,
         })
     }

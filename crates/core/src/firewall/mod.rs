@@ -277,6 +277,15 @@ impl Policy {
         })
     }
 
+    /// A policy evaluating `groups` in the order given (the caller sorted them, e.g. with its
+    /// own tie-break); groups the firewall does not have are left out.
+    pub fn ordered(firewall: &Firewall, mut groups: Vec<(u32, usize)>) -> Self {
+        groups.retain(|&(_, g)| g < firewall.groups.len());
+        Policy {
+            groups: groups.into_boxed_slice(),
+        }
+    }
+
     /// The `(priority, group index)` associations in evaluation order.
     pub fn groups(&self) -> &[(u32, usize)] {
         &self.groups
