@@ -11,6 +11,7 @@
 #
 # Environment knobs (see bench/README.md):
 #   ROUNDS=3 DURATION=10 MODES="udp tcp doh udp-cache tcp-cache doh-cache"
+#     (also udp-cache-fw doh-cache-fw: the cache modes with a DNS Firewall of FW_DOMAINS=100000)
 #   SERVERS="dnsdist dohgate" KNOT_MODES="udp" BASE_PORT=25300 OUT_DIR=bench/out
 #   DNSPERF_CLIENTS=4 DNSPERF_OUTSTANDING=100 DNSPERF_EXTRA= H2_CLIENTS=4 H2_STREAMS=32
 #   H2LOAD_EXTRA= NAMES=10000 QUERIES=20000 DOHGATE_BIN=target/release/dohgate
@@ -31,7 +32,7 @@ fi
 KNOBS=""
 for v in ROUNDS DURATION MODES SERVERS KNOT_MODES BASE_PORT DNSPERF_CLIENTS DNSPERF_OUTSTANDING \
     DNSPERF_EXTRA H2_CLIENTS H2_STREAMS H2LOAD_EXTRA NAMES QUERIES DOHGATE_BIN DOHGATE_ARGS \
-    DNSDIST_LISTENERS DNSDIST_EXTRA_CONF KNOT_UDP_WORKERS KNOT_TCP_WORKERS CACHE_ENTRIES; do
+    DNSDIST_LISTENERS DNSDIST_EXTRA_CONF KNOT_UDP_WORKERS KNOT_TCP_WORKERS CACHE_ENTRIES FW_DOMAINS; do
     [[ -n ${!v+set} ]] && KNOBS+="$v=$(printf '%q' "${!v}") "
 done
 export DOHGATE_BENCH_KNOBS=${DOHGATE_BENCH_KNOBS:-$KNOBS}
@@ -49,7 +50,8 @@ H2_CLIENTS=${H2_CLIENTS:-4}
 H2_STREAMS=${H2_STREAMS:-32}
 
 for m in $MODES; do
-    case $m in udp | tcp | doh | udp-cache | tcp-cache | doh-cache) ;; *) echo "unknown mode '$m'" >&2; exit 2 ;; esac
+    case $m in udp | tcp | doh | udp-cache | tcp-cache | doh-cache | udp-cache-fw | doh-cache-fw) ;;
+    *) echo "unknown mode '$m'" >&2; exit 2 ;; esac
 done
 [[ $ROUNDS =~ ^[0-9]+$ && $ROUNDS -ge 1 ]] || { echo "ROUNDS must be a positive integer" >&2; exit 2; }
 [[ $DURATION =~ ^[0-9]+$ && $DURATION -ge 1 ]] || { echo "DURATION must be a positive integer" >&2; exit 2; }
@@ -98,6 +100,9 @@ make_data "$DATA"
 sed "s#^#https://127.0.0.1:$PORT_DD_DOH#" "$DATA/doh-paths.txt" >"$DATA/uris-dnsdist.txt"
 sed "s#^#https://127.0.0.1:$PORT_DG_DOH#" "$DATA/doh-paths.txt" >"$DATA/uris-dohgate.txt"
 N_URIS=$(wc -l <"$DATA/doh-paths.txt")
+if [[ " $MODES " == *-fw\ * ]]; then # the firewall modes' rule group (none of it matches a query)
+    python3 "$BENCH_DIR/lib/fwgen.py" "$DATA" --domains "${FW_DOMAINS:-100000}" || die "firewall list generation failed"
+fi
 
 want_server() { grep -qw -- "$1" <<<"$SERVERS"; }
 declare -A SKIP=() # "mode server" -> reason (no runs)
@@ -141,6 +146,9 @@ fi
     echo "- Load: dnsperf \`-c $DNSPERF_CLIENTS -q $DNSPERF_OUTSTANDING -l $DURATION -e ${DNSPERF_EXTRA:-}\` (UDP; \`-m tcp\` for TCP); h2load \`-c $H2_CLIENTS -m $H2_STREAMS -D $DURATION ${H2LOAD_EXTRA:-}\` over $N_URIS distinct GET URIs; $ROUNDS rounds per mode, servers in alternation (dnsdist, dohgate$(grep -qw udp <<<"$KNOT_MODES" && echo ", Knot direct for the UDP ceiling"))"
     echo "- Data: $(cat "$DATA/mix.txt")"
     echo "- dnsdist: default settings, ${DNSDIST_LISTENERS:-1} Do53 listener(s), health checks off; cache runs: \`newPacketCache(${CACHE_ENTRIES:-200000})\` on the default pool. dohgate: cache runs use its default cache, ${dg_cache_note}${DOHGATE_ARGS:+, extra args \`$DOHGATE_ARGS\`}"
+    if [[ -f $DATA/fw-mix.txt ]]; then
+        echo "- Firewall modes (\`*-cache-fw\`): dohgate as in the cache mode plus \`--config firewall.toml\`: $(cat "$DATA/fw-mix.txt"). dnsdist runs unchanged (no rule): it is the control for drift between the phases"
+    fi
 } >"$RUN_OUT/meta.md"
 
 # ---------------------------------------------------------------- one load run
@@ -210,13 +218,14 @@ start_knot "$PORT_AUTH" "$DATA"
 
 declare -A SERVER_PID=()
 
-run_phase() { # run_phase CACHE(0|1) MODES...
-    local cache=$1
-    shift
+run_phase() { # run_phase CACHE(0|1) FIREWALL(0|1) MODES...
+    local cache=$1 fw=$2
+    shift 2
     local -a modes=("$@")
     ((${#modes[@]})) || return 0
-    local need_doh="" m srv round
-    [[ " ${modes[*]} " == *" doh"* ]] && need_doh=1
+    local need_doh="" doh_mode="" m srv round tag=cache$cache fwconf=""
+    if ((fw)); then tag+=-fw fwconf=$DATA/firewall.toml; fi
+    for m in "${modes[@]}"; do [[ $m == doh* ]] && need_doh=1 doh_mode=$m; done
     SERVER_PID=()
 
     if want_server dnsdist; then
@@ -232,10 +241,17 @@ run_phase() { # run_phase CACHE(0|1) MODES...
             [[ -z ${SKIP["$m dohgate"]:-} ]] && any=1 && [[ $m == doh* ]] && dg_doh=1
         done
         if [[ -n $any ]]; then
-            if start_dohgate "$cache" "$PORT_DG" "${dg_doh:+$PORT_DG_DOH}" "$PORT_DG_ADMIN" "$PORT_AUTH" "$DATA"; then
+            if start_dohgate "$cache" "$PORT_DG" "${dg_doh:+$PORT_DG_DOH}" "$PORT_DG_ADMIN" "$PORT_AUTH" "$DATA" "$fwconf"; then
                 SERVER_PID[dohgate]=$DOHGATE_PID
                 local bad
                 bad=$(check_answers "$PORT_DG" "${dg_doh:+$PORT_DG_DOH}")
+                # the firewall must be evaluating: the answer checks went through its allow rule
+                if [[ -z $bad ]] && ((fw)) && dohgate_has '--admin'; then
+                    local n
+                    n=$(firewall_matches "$PORT_DG_ADMIN" allow-bench)
+                    ((${n:-0} > 0)) || bad="firewall not evaluating (allow-bench matched ${n:-?} times)"
+                    log "dohgate firewall: allow-bench matched ${n:-?} times in the answer checks"
+                fi
                 if [[ -n $bad ]]; then
                     log "dohgate answers wrong, not benchmarking it in this phase: $bad"
                     for m in "${modes[@]}"; do
@@ -244,7 +260,7 @@ run_phase() { # run_phase CACHE(0|1) MODES...
                 fi
             else
                 for m in "${modes[@]}"; do
-                    [[ -z ${SKIP["$m dohgate"]:-} ]] && SKIP["$m dohgate"]="failed: did not start or answer (see dohgate-cache$cache.log)"
+                    [[ -z ${SKIP["$m dohgate"]:-} ]] && SKIP["$m dohgate"]="failed: did not start or answer (see dohgate-$tag.log)"
                 done
             fi
         fi
@@ -256,7 +272,7 @@ run_phase() { # run_phase CACHE(0|1) MODES...
             local p=$PORT_DD
             [[ $srv == dohgate ]] && p=$PORT_DG
             run_bounded 60 dnsperf -s 127.0.0.1 -p "$p" -d "$DATA/queries.txt" -n 1 -c 4 -q 100 -e >/dev/null 2>&1 || true
-            if [[ -n $need_doh && -z ${SKIP["doh-cache $srv"]:-} ]]; then
+            if [[ -n $need_doh && -z ${SKIP["$doh_mode $srv"]:-} ]]; then
                 run_bounded 60 h2load -i "$DATA/uris-$srv.txt" -c 1 -m 32 -n "$N_URIS" >/dev/null 2>&1 || true
             fi
         done
@@ -286,18 +302,27 @@ run_phase() { # run_phase CACHE(0|1) MODES...
         done
     done
 
+    if ((fw)) && [[ -n ${SERVER_PID[dohgate]:-} ]] && dohgate_has '--admin'; then
+        log "dohgate firewall after the runs: allow-bench matched $(firewall_matches "$PORT_DG_ADMIN" allow-bench) times, block-listed $(firewall_matches "$PORT_DG_ADMIN" block-listed) (0 expected)"
+    fi
     for srv in dnsdist dohgate; do
         [[ -n ${SERVER_PID[$srv]:-} ]] && untrack_kill "${SERVER_PID[$srv]}"
     done
-    cp "$WORK"/dnsdist-cache"$cache".log "$WORK"/dohgate-cache"$cache".log "$RUN_OUT/" 2>/dev/null || true
+    cp "$WORK/dnsdist-cache$cache.log" "$RUN_OUT/dnsdist-$tag.log" 2>/dev/null || true
+    cp "$WORK/dohgate-$tag.log" "$RUN_OUT/" 2>/dev/null || true
 }
 
-declare -a nocache_modes=() cache_modes=()
+declare -a nocache_modes=() cache_modes=() fw_modes=()
 for m in $MODES; do
-    if [[ $m == *-cache ]]; then cache_modes+=("$m"); else nocache_modes+=("$m"); fi
+    case $m in
+    *-cache-fw) fw_modes+=("$m") ;;
+    *-cache) cache_modes+=("$m") ;;
+    *) nocache_modes+=("$m") ;;
+    esac
 done
-run_phase 0 "${nocache_modes[@]}"
-run_phase 1 "${cache_modes[@]}"
+run_phase 0 0 "${nocache_modes[@]}"
+run_phase 1 0 "${cache_modes[@]}"
+run_phase 1 1 "${fw_modes[@]}" # right after the cache modes they are compared with
 cp "$WORK/knot/knotd.log" "$RUN_OUT/" 2>/dev/null || true
 
 python3 "$BENCH_DIR/lib/report.py" "$RESULTS" "$RUN_OUT/meta.md" >"$RUN_OUT/results.md"

@@ -287,6 +287,11 @@ dohgate_mode_support() {
         fi ;;
     esac
     case $mode in
+    *-cache-fw)
+        # the DNS Firewall came with --block; its rules come from --config
+        if ! dohgate_has 'cache' || ! dohgate_has '--block' || ! dohgate_has '--config'; then
+            echo "skipped: not supported (no cache, --block or --config in dohgate --help: no DNS Firewall)"
+        fi ;;
     *-cache)
         dohgate_has 'cache' || echo "skipped: not supported (dohgate --help mentions no cache)" ;;
     *)
@@ -298,10 +303,13 @@ dohgate_mode_support() {
     return 0
 }
 
-# start_dohgate CACHE(0|1) DO53_PORT DOH_PORT(or empty) ADMIN_PORT UPSTREAM_PORT DATA_DIR
+# start_dohgate CACHE(0|1) DO53_PORT DOH_PORT(or empty) ADMIN_PORT UPSTREAM_PORT DATA_DIR [FIREWALL_CONF]
+# FIREWALL_CONF: a configuration file with only a [firewall] section (lib/fwgen.py), given with
+# --config; everything else comes from the same flags as without it.
 start_dohgate() {
-    local cache=$1 port=$2 dohport=$3 admin=$4 up=$5 data=$6
+    local cache=$1 port=$2 dohport=$3 admin=$4 up=$5 data=$6 fwconf=${7:-}
     local -a args=(--listen-do53 "127.0.0.1:$port" --upstream "127.0.0.1:$up")
+    [[ -n $fwconf ]] && args=(--config "$fwconf" "${args[@]}")
     dohgate_has '--admin' && args+=(--admin "127.0.0.1:$admin")
     if [[ -n $dohport ]]; then
         args+=(--listen-doh "127.0.0.1:$dohport" --tls-cert "$data/cert.pem" --tls-key "$data/key.pem")
@@ -309,7 +317,7 @@ start_dohgate() {
     [[ $cache == 0 ]] && dohgate_has '--no-cache' && args+=(--no-cache)
     # shellcheck disable=SC2206 # DOHGATE_ARGS is split on purpose
     [[ -n ${DOHGATE_ARGS:-} ]] && args+=($DOHGATE_ARGS)
-    local logf="$WORK/dohgate-cache$cache.log"
+    local logf="$WORK/dohgate-cache$cache${fwconf:+-fw}.log"
     echo "$DOHGATE_BIN ${args[*]}" >"$logf"
     RUST_LOG=${DOHGATE_LOG:-warn} "$DOHGATE_BIN" "${args[@]}" >>"$logf" 2>&1 &
     DOHGATE_PID=$!
@@ -344,4 +352,17 @@ check_answers() {
         [[ $a == 10.0.0.2 ]] || { echo "DoH GET A h00002 gave '${a:-no answer}'"; return; }
     fi
     return 0
+}
+
+# firewall_matches ADMIN_PORT RULE: dohgate_firewall_matches_total of RULE (summed over its
+# labels) from the admin listener, or nothing if it cannot be read.
+firewall_matches() {
+    timeout 5 python3 - "$1" "$2" <<'EOF' 2>/dev/null || true
+import re, sys, urllib.request
+text = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=3).read().decode()
+vals = [float(m.group(2)) for m in re.finditer(r'^dohgate_firewall_matches_total\{([^}]*)\} (\S+)$', text, re.M)
+        if f'rule="{sys.argv[2]}"' in m.group(1)]
+if vals:
+    print(int(sum(vals)))
+EOF
 }

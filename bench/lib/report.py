@@ -20,6 +20,8 @@ MODE_TITLES = {
     "udp-cache": "Do53 UDP, cache on (hot set)",
     "tcp-cache": "Do53 TCP, cache on (hot set)",
     "doh-cache": "DoH HTTP/2 GET, cache on (hot set)",
+    "udp-cache-fw": "Do53 UDP, cache on, DNS Firewall (dohgate)",
+    "doh-cache-fw": "DoH HTTP/2 GET, cache on, DNS Firewall (dohgate)",
 }
 # Issue 6 goals: dohgate qps / dnsdist qps in the same run.
 GOALS = {"udp": 1.5, "tcp": 1.5, "doh": 1.5, "udp-cache": 1.2, "doh-cache": 1.2}
@@ -143,6 +145,25 @@ def main() -> None:
                 f"dnsdist reached {f(ratio(d['qps'], k['qps']) * 100 if d else float('nan'), 0)}% of it"
                 + (f", dohgate {f(ratio(medians[('udp', 'dohgate')]['qps'], k['qps']) * 100, 0)}%"
                    if ("udp", "dohgate") in medians else "") + "."]
+    fw = [(m[: -len("-fw")], m) for m in modes if m.endswith("-fw")]
+    if fw:
+        out += ["", "## Cost of the DNS Firewall", "",
+                "Each server in a firewall mode (`*-cache-fw`, dohgate with the generated rule group) over the "
+                "same server in the same mode without it (`*-cache`, the phase before). dnsdist runs unchanged "
+                "in both: its ratio is the drift of the machine between the two phases, not a firewall cost.", "",
+                "| Mode | Server | qps ratio | p99 ratio | CPU/query ratio | peak RSS ratio |",
+                "|---|---|---:|---:|---:|---:|"]
+        for base, mode in fw:
+            for srv in ("dohgate", "dnsdist"):
+                a, b = medians.get((mode, srv)), medians.get((base, srv))
+                if not a or not b:
+                    out.append(f"| {mode} / {base} | {srv} | n/a (both modes must run) | | | |")
+                    continue
+                out.append(
+                    f"| {mode} / {base} | {srv} | {f(ratio(a['qps'], b['qps']), 3)}x | "
+                    f"{f(ratio(a['p99'], b['p99']), 2)} | {f(ratio(a['cpuq'], b['cpuq']), 2)} | "
+                    f"{f(ratio(a['rss'], b['rss']), 2)} |"
+                )
     if notes:
         out += ["", "## Skipped or failed", ""] + sorted(set(notes))
 
