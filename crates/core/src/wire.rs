@@ -58,16 +58,18 @@ pub fn rcode_name(rcode: u16) -> &'static str {
     }
 }
 
+/// The big-endian 16-bit value at `at`.
 #[inline]
-fn u16_at(msg: &[u8], at: usize) -> Result<u16, WireError> {
+pub fn u16_at(msg: &[u8], at: usize) -> Result<u16, WireError> {
     match msg.get(at..at + 2) {
         Some(b) => Ok(u16::from_be_bytes([b[0], b[1]])),
         None => Err(WireError::Truncated),
     }
 }
 
+/// The big-endian 32-bit value at `at`.
 #[inline]
-fn u32_at(msg: &[u8], at: usize) -> Result<u32, WireError> {
+pub fn u32_at(msg: &[u8], at: usize) -> Result<u32, WireError> {
     match msg.get(at..at + 4) {
         Some(b) => Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
         None => Err(WireError::Truncated),
@@ -200,7 +202,7 @@ fn uncompressed_name_len(msg: &[u8], at: usize) -> Result<usize, WireError> {
 }
 
 /// Skips a possibly compressed name starting at `at`; returns the offset after it.
-fn skip_name(msg: &[u8], at: usize) -> Result<usize, WireError> {
+pub fn skip_name(msg: &[u8], at: usize) -> Result<usize, WireError> {
     let mut pos = at;
     let mut total = 0usize;
     loop {
@@ -249,16 +251,19 @@ pub fn question(msg: &[u8]) -> Result<Question, WireError> {
 
 /// One resource record's position in a message.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Record {
-    pub(crate) start: usize,
-    pub(crate) rtype: u16,
+pub struct Record {
+    /// Offset of the owner name.
+    pub start: usize,
+    pub rtype: u16,
     /// Offset of the TTL field.
-    pub(crate) ttl_at: usize,
-    pub(crate) rdata_at: usize,
-    pub(crate) end: usize,
+    pub ttl_at: usize,
+    pub rdata_at: usize,
+    /// Offset of the first byte after the record.
+    pub end: usize,
 }
 
-pub(crate) fn read_record(msg: &[u8], at: usize) -> Result<Record, WireError> {
+/// Reads the resource record starting at `at` (its owner name possibly compressed).
+pub fn read_record(msg: &[u8], at: usize) -> Result<Record, WireError> {
     let fixed = skip_name(msg, at)?;
     let rtype = u16_at(msg, fixed)?;
     let rdlen = u16_at(msg, fixed + 8)? as usize;

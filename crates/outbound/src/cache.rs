@@ -419,40 +419,6 @@ struct Prepared {
     ttl: u32,
 }
 
-/// One record's position in a message.
-#[derive(Clone, Copy, Debug)]
-struct Rec {
-    owner_at: usize,
-    rtype: u16,
-    ttl_at: usize,
-    rdata_at: usize,
-    end: usize,
-}
-
-fn u16_at(msg: &[u8], at: usize) -> Option<u16> {
-    msg.get(at..at + 2)
-        .map(|b| u16::from_be_bytes([b[0], b[1]]))
-}
-
-fn u32_at(msg: &[u8], at: usize) -> Option<u32> {
-    msg.get(at..at + 4)
-        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-}
-
-/// Skips a possibly compressed name; returns the offset after it.
-fn skip_name(msg: &[u8], mut at: usize) -> Option<usize> {
-    for _ in 0..128 {
-        let len = *msg.get(at)? as usize;
-        match len & 0xc0 {
-            0x00 if len == 0 => return Some(at + 1),
-            0x00 => at += 1 + len,
-            0xc0 => return msg.get(at + 1).map(|_| at + 2),
-            _ => return None,
-        }
-    }
-    None
-}
-
 /// Reads a possibly compressed name into `out`, lower-cased, in wire format; returns its
 /// length. Pointer loops and overlong names are errors.
 fn read_name(msg: &[u8], mut at: usize, out: &mut [u8; 255]) -> Option<usize> {
@@ -485,21 +451,6 @@ fn read_name(msg: &[u8], mut at: usize, out: &mut [u8; 255]) -> Option<usize> {
             _ => return None,
         }
     }
-}
-
-fn read_rec(msg: &[u8], at: usize) -> Option<Rec> {
-    let fixed = skip_name(msg, at)?;
-    let rtype = u16_at(msg, fixed)?;
-    let rdlen = u16_at(msg, fixed + 8)? as usize;
-    let rdata_at = fixed + 10;
-    let end = rdata_at + rdlen;
-    (end <= msg.len()).then_some(Rec {
-        owner_at: at,
-        rtype,
-        ttl_at: fixed + 4,
-        rdata_at,
-        end,
-    })
 }
 
 /// True if wire-format `name` is `zone` or below it (both lower-case).
@@ -550,12 +501,12 @@ fn prepare(
 
     // Walk every record once: positions, the OPT record, and the checks that need no names.
     let mut records = Vec::with_capacity(counts[1] as usize + counts[2] as usize + 4);
-    let mut opt: Option<Rec> = None;
+    let mut opt: Option<wire::Record> = None;
     let mut pos = aq.end;
     let mut has_soa = false;
     for (section, count) in [(1u8, counts[1]), (2, counts[2]), (3, counts[3])] {
         for _ in 0..count {
-            let rec = read_rec(answer, pos).ok_or(Uncacheable::Malformed)?;
+            let rec = wire::read_record(answer, pos).map_err(|_| Uncacheable::Malformed)?;
             pos = rec.end;
             if rec.rtype == wire::TYPE_OPT {
                 if section != 3 || opt.is_some() {
@@ -586,8 +537,8 @@ fn prepare(
         }
         let mut at = o.rdata_at;
         while at + 4 <= o.end {
-            let code = u16_at(answer, at).ok_or(Uncacheable::Malformed)?;
-            let len = u16_at(answer, at + 2).ok_or(Uncacheable::Malformed)? as usize;
+            let code = wire::u16_at(answer, at).map_err(|_| Uncacheable::Malformed)?;
+            let len = wire::u16_at(answer, at + 2).map_err(|_| Uncacheable::Malformed)? as usize;
             if code == OPTION_ECS {
                 return Err(Uncacheable::Private);
             }
@@ -601,7 +552,7 @@ fn prepare(
     check_owners(answer, &records, q.question.name(query), zone)?;
 
     // The stored answer: ID 0, the OPT record (always last) cut off, TTLs reworked in place.
-    let answer_len = opt.map_or(answer.len(), |o| o.owner_at);
+    let answer_len = opt.map_or(answer.len(), |o| o.start);
     let mut data = Vec::with_capacity(answer_len + 2 * records.len());
     data.extend_from_slice(&answer[..answer_len]);
     wire::set_id(&mut data, 0);
@@ -610,7 +561,7 @@ fn prepare(
     }
     let mut min_ttl = u32::MAX;
     for (section, rec) in &records {
-        let mut ttl = u32_at(answer, rec.ttl_at).ok_or(Uncacheable::Malformed)?;
+        let mut ttl = wire::u32_at(answer, rec.ttl_at).map_err(|_| Uncacheable::Malformed)?;
         if ttl > i32::MAX as u32 {
             // RFC 2181 §8: a TTL with the top bit set means zero.
             ttl = 0;
@@ -618,7 +569,7 @@ fn prepare(
         if *section == 2 && rec.rtype == wire::TYPE_SOA && rec.end >= rec.rdata_at + 22 {
             // RFC 2308 §5: a negative answer lives for min(SOA TTL, SOA MINIMUM), and the SOA
             // is handed on with that TTL.
-            ttl = ttl.min(u32_at(answer, rec.end - 4).ok_or(Uncacheable::Malformed)?);
+            ttl = ttl.min(wire::u32_at(answer, rec.end - 4).map_err(|_| Uncacheable::Malformed)?);
         }
         if ttl == 0 {
             return Err(Uncacheable::ZeroTtl);
@@ -644,14 +595,14 @@ fn prepare(
 /// sections within `zone`.
 fn check_owners(
     answer: &[u8],
-    records: &[(u8, Rec)],
+    records: &[(u8, wire::Record)],
     qname: &[u8],
     zone: &[u8],
 ) -> Result<(), Uncacheable> {
     let mut name = [0u8; 255];
     let mut lower_q = [0u8; 255];
     let qname = wire::lowercase_name(qname, &mut lower_q);
-    let answers: Vec<&Rec> = records
+    let answers: Vec<&wire::Record> = records
         .iter()
         .filter(|(s, _)| *s == 1)
         .map(|(_, r)| r)
@@ -665,7 +616,7 @@ fn check_owners(
             if accepted[i] {
                 continue;
             }
-            let n = read_name(answer, rec.owner_at, &mut name).ok_or(Uncacheable::Malformed)?;
+            let n = read_name(answer, rec.start, &mut name).ok_or(Uncacheable::Malformed)?;
             let owner = &name[..n];
             let on_chain = match rec.rtype {
                 // A DNAME's owner is an ancestor of a chain name (RFC 6672 §2.2); the CNAME
@@ -697,7 +648,7 @@ fn check_owners(
     }
     if zone != [0] {
         for (_, rec) in records.iter().filter(|(s, _)| *s != 1) {
-            let n = read_name(answer, rec.owner_at, &mut name).ok_or(Uncacheable::Malformed)?;
+            let n = read_name(answer, rec.start, &mut name).ok_or(Uncacheable::Malformed)?;
             if !within(&name[..n], zone) {
                 return Err(Uncacheable::Bailiwick);
             }
@@ -792,9 +743,9 @@ mod tests {
         let mut pos = q.end;
         let mut out = Vec::new();
         for _ in 0..c[1] + c[2] + c[3] {
-            let r = read_rec(msg, pos).expect("record");
+            let r = wire::read_record(msg, pos).expect("record");
             if r.rtype != wire::TYPE_OPT {
-                out.push(u32_at(msg, r.ttl_at).expect("ttl"));
+                out.push(wire::u32_at(msg, r.ttl_at).expect("ttl"));
             }
             pos = r.end;
         }

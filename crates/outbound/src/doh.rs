@@ -578,14 +578,14 @@ fn well_formed(msg: &[u8]) -> bool {
     let c = wire::counts(msg);
     let mut pos = q.end;
     for _ in 1..c[0] {
-        match skip_name(msg, pos) {
+        match wire::skip_name(msg, pos).ok() {
             Some(p) if p + 4 <= msg.len() => pos = p + 4,
             _ => return false,
         }
     }
     let records = c[1] as usize + c[2] as usize + c[3] as usize;
     for _ in 0..records {
-        let Some(fixed) = skip_name(msg, pos) else {
+        let Some(fixed) = wire::skip_name(msg, pos).ok() else {
             return false;
         };
         let Some(rdlen) = msg.get(fixed + 8..fixed + 10) else {
@@ -597,19 +597,6 @@ fn well_formed(msg: &[u8]) -> bool {
         }
     }
     pos == msg.len()
-}
-
-/// The offset after the name at `pos` (which may end in a compression pointer).
-fn skip_name(msg: &[u8], mut pos: usize) -> Option<usize> {
-    loop {
-        let len = *msg.get(pos)?;
-        match len & 0xc0 {
-            0x00 if len == 0 => return Some(pos + 1),
-            0x00 => pos += 1 + len as usize,
-            0xc0 => return msg.get(pos + 1).map(|_| pos + 2),
-            _ => return None,
-        }
-    }
 }
 
 /// The TLS client configuration of a target: its trust anchors, an optional client

@@ -24,9 +24,10 @@ const UNHEALTHY_AFTER: u32 = 3;
 /// How long an unhealthy target is passed over before it gets another first chance.
 const RETRY_UNHEALTHY_AFTER: Duration = Duration::from_secs(5);
 
-/// How one target is reached.
+/// How one target is reached (not to be confused with the inbound
+/// [`Transport`](dohgate_core::Transport) a query arrived over).
 #[derive(Debug)]
-pub enum Transport {
+pub enum TargetTransport {
     Do53(Do53Target),
     Doh(Box<DohTarget>),
 }
@@ -51,7 +52,7 @@ struct TargetMetrics {
 pub struct Target {
     spec: TargetSpec,
     label: String,
-    transport: Transport,
+    transport: TargetTransport,
     failures_in_a_row: AtomicU32,
     /// Milliseconds since `epoch` of the last failure.
     last_failure_ms: AtomicU64,
@@ -64,8 +65,8 @@ impl Target {
         let label = spec.label();
         let proto = spec.protocol.as_str();
         let transport = match spec.protocol {
-            Protocol::Do53 => Transport::Do53(Do53Target::new(spec.addr)),
-            Protocol::DoH | Protocol::DohFips => Transport::Doh(Box::new(DohTarget::new(
+            Protocol::Do53 => TargetTransport::Do53(Do53Target::new(spec.addr)),
+            Protocol::DoH | Protocol::DohFips => TargetTransport::Doh(Box::new(DohTarget::new(
                 &spec,
                 DohMetrics::new(metrics, &label, proto),
             )?)),
@@ -137,7 +138,7 @@ impl Target {
         let started = Instant::now();
         self.metrics.queries.inc();
         let result = match &self.transport {
-            Transport::Do53(t) => {
+            TargetTransport::Do53(t) => {
                 let mut trace = Do53Trace::default();
                 let r = t
                     .exchange(query, q, client_udp_limit, deadline, &mut trace)
@@ -150,7 +151,7 @@ impl Target {
             // Boxed: the DoH exchange (a hyper client request) is a 7 KB future, and held
             // inline it made every query's future that large, Do53 ones too; each listener
             // then copied and allocated it per query.
-            Transport::Doh(t) => Box::pin(t.exchange(query, q, deadline)).await,
+            TargetTransport::Doh(t) => Box::pin(t.exchange(query, q, deadline)).await,
         };
         let result = result.and_then(|answer| match wire::rcode(&answer) {
             2 => Err(AttemptError::Rcode("SERVFAIL")),
