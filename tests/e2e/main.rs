@@ -4,6 +4,7 @@
 mod attacks;
 mod cache;
 mod cli;
+mod ddr;
 mod do53;
 mod docs;
 mod doh;

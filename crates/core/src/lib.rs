@@ -4,6 +4,7 @@
 
 pub mod acl;
 pub mod config;
+pub mod ddr;
 pub mod error;
 pub mod firewall;
 pub mod handler;

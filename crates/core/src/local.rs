@@ -120,6 +120,16 @@ const LOCAL_TTL: u32 = 10_800;
 /// `localhost` (RFC 6761 §6.3), the SOA or NS at the apex, NODATA for other apex types, and
 /// NXDOMAIN with the SOA below the apex.
 pub fn answer(query: &[u8], q: &Query, zone: &[u8]) -> Vec<u8> {
+    respond(query, q, zone, false)
+}
+
+/// NODATA (NOERROR without answer records) with the zone's SOA, for a name inside `zone` that
+/// exists without data of the type asked.
+pub fn nodata(query: &[u8], q: &Query, zone: &[u8]) -> Vec<u8> {
+    respond(query, q, zone, true)
+}
+
+fn respond(query: &[u8], q: &Query, zone: &[u8], exists: bool) -> Vec<u8> {
     let name_len = q.question.name_len;
     let zone_len = zone.len().min(name_len);
     // Offset of the zone's name inside the question, used as a compression target.
@@ -133,7 +143,10 @@ pub fn answer(query: &[u8], q: &Query, zone: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&query[..q.question.end]);
     let mut rcode = Rcode::NoError;
     let (mut ancount, mut nscount) = (0u16, 0u16);
-    if is_localhost && (qtype == wire::TYPE_A || qtype == 28) {
+    if exists {
+        push_soa(&mut out, zone_ptr);
+        nscount = 1;
+    } else if is_localhost && (qtype == wire::TYPE_A || qtype == 28) {
         push_rr_head(&mut out, qname_ptr, qtype, LOCAL_TTL);
         if qtype == wire::TYPE_A {
             push_rdata(&mut out, &[127, 0, 0, 1]);

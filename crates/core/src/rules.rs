@@ -27,6 +27,8 @@ pub enum RuleKind {
     Local,
     /// Answer from a configured local zone (Route 53's private hosted zone).
     Zone,
+    /// Answer `resolver.arpa` (RFC 9462 discovery of designated resolvers) locally, always.
+    Ddr,
 }
 
 impl RuleKind {
@@ -36,6 +38,7 @@ impl RuleKind {
             RuleKind::System => "system",
             RuleKind::Local => "local",
             RuleKind::Zone => "zone",
+            RuleKind::Ddr => "ddr",
         }
     }
 }
@@ -265,6 +268,19 @@ pub fn rule_domain(rule: &ForwardingRule) -> Result<Box<[u8]>, RuleSetError> {
             rule: rule.name.clone(),
             domain: rule.domain.clone(),
         })
+}
+
+/// The built-in rule for `resolver.arpa`, which no endpoint ever forwards (RFC 9462).
+pub fn ddr_rule() -> ForwardingRule {
+    ForwardingRule {
+        name: "ddr".to_string(),
+        domain: canonical_domain(crate::ddr::RESOLVER_ARPA),
+        kind: RuleKind::Ddr,
+        outbound: None,
+        targets: Vec::new(),
+        cache: false,
+        inbound: None,
+    }
 }
 
 /// The auto-defined rules of the RFC 6303 locally served zones, `localhost` and `invalid`.

@@ -20,6 +20,7 @@ use std::time::Duration;
 use anyhow::Context;
 use dohgate_core::acl::AllowList;
 use dohgate_core::config::{self, Config};
+use dohgate_core::ddr::Designation;
 use dohgate_core::handler::Endpoint;
 use dohgate_core::worker;
 use dohgate_inbound::{InboundMetrics, Workers, tcp, udp};
@@ -146,6 +147,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<RunningGateway> {
         )
         .map_err(|e| anyhow::anyhow!("{e}"))?
         .with_zones(&config.zones)
+        .with_endpoints(config.inbound.len())
         .with_cache(cache),
     );
     let policy = PolicyStage::new(&config.firewall, &config.inbound, &outbound_metrics);
@@ -227,6 +229,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<RunningGateway> {
         doh_spawner.endpoint(ep, &endpoint, tls, &mut addrs).await?;
     }
 
+    designate(&config, &addrs, &resolver);
     tracker.spawn(capacity.run(shutdown.clone()));
     let health = Arc::new(Health {
         listening: AtomicBool::new(false),
@@ -260,6 +263,27 @@ pub async fn start(mut config: Config) -> anyhow::Result<RunningGateway> {
         resolver,
         self_signed,
     })
+}
+
+/// Tells the resolver what `_dns.resolver.arpa` designates for each endpoint with a
+/// `ddr_name`: its DoH and DoH-FIPS listeners at the addresses they were bound to.
+fn designate(config: &Config, addrs: &LocalAddrs, resolver: &Resolver) {
+    for (id, ep) in config.inbound.iter().enumerate() {
+        let Some(name) = &ep.ddr_name else {
+            continue;
+        };
+        let listeners: Vec<SocketAddr> = addrs
+            .doh
+            .iter()
+            .chain(&addrs.doh_fips)
+            .filter(|(e, _)| *e == ep.name)
+            .map(|(_, a)| *a)
+            .collect();
+        match Designation::new(name, &listeners, &ep.doh_path) {
+            Ok(d) => resolver.designate(id, d),
+            Err(e) => tracing::warn!(endpoint = %ep.name, error = %e, "no DDR designation"),
+        }
+    }
 }
 
 /// Binds UDP and TCP on the same address. For port 0 the kernel picks the UDP port and TCP

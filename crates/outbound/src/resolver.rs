@@ -12,10 +12,11 @@
 //! different targets never see each other's answers.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use dohgate_core::config::ZoneConfig;
+use dohgate_core::ddr::{self, Designation};
 use dohgate_core::rules::{RuleKind, RuleSet};
 use dohgate_core::wire::{self, Query, Rcode};
 use dohgate_core::zone::LocalZone;
@@ -56,6 +57,9 @@ pub struct Resolver {
     rule_zones: Vec<Box<[u8]>>,
     /// Per rule: the local zone that answers it (rules of kind [`RuleKind::Zone`]).
     local_zones: Vec<Option<Arc<LocalZone>>>,
+    /// Per inbound endpoint: what `_dns.resolver.arpa` designates, set once its listeners are
+    /// bound (their ports are known only then).
+    designations: Vec<OnceLock<Designation>>,
     rule_matches: Vec<IntCounter>,
     default: TargetSet,
     default_matches: IntCounter,
@@ -116,6 +120,7 @@ impl Resolver {
             .with_label_values(&["default", "system"]);
         Ok(Resolver {
             local_zones: vec![None; rules.len()],
+            designations: Vec::new(),
             rules,
             rule_targets,
             rule_zones,
@@ -125,6 +130,20 @@ impl Resolver {
             options,
             cache: None,
         })
+    }
+
+    /// Room for the designations of `endpoints` inbound endpoints (see [`Resolver::designate`]).
+    pub fn with_endpoints(mut self, endpoints: usize) -> Self {
+        self.designations = (0..endpoints).map(|_| OnceLock::new()).collect();
+        self
+    }
+
+    /// From now on `_dns.resolver.arpa` SVCB from endpoint `endpoint` designates `d`; only the
+    /// first call for an endpoint has effect.
+    pub fn designate(&self, endpoint: usize, d: Designation) {
+        if let Some(slot) = self.designations.get(endpoint) {
+            let _ = slot.set(d);
+        }
     }
 
     /// Answers the names of the zone rules from `zones`, matched by name.
@@ -198,6 +217,11 @@ impl Resolver {
                 route.rule = Some(i);
                 match rule.kind {
                     RuleKind::Local => local::answer(msg, q, &self.rule_zones[i]),
+                    RuleKind::Ddr => ddr::answer(
+                        msg,
+                        q,
+                        self.designations.get(endpoint).and_then(OnceLock::get),
+                    ),
                     RuleKind::Zone => match &self.local_zones[i] {
                         Some(zone) => zone.answer(msg, q),
                         None => wire::error_response(msg, Rcode::ServFail).unwrap_or_default(),

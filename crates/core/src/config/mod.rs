@@ -138,6 +138,9 @@ pub struct InboundFile {
     pub capacity_qps: Option<Spanned<u64>>,
     /// The profile whose rules, zones and rule groups the endpoint uses besides its own.
     pub profile: Option<Spanned<String>>,
+    /// The name the DoH listeners' certificate is valid for: `_dns.resolver.arpa` (RFC 9462)
+    /// designates them under it; absent: no designation.
+    pub ddr_name: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -426,6 +429,9 @@ pub struct InboundEndpoint {
     pub capacity_qps: Option<u64>,
     /// The name of the endpoint's profile.
     pub profile: Option<String>,
+    /// The name `_dns.resolver.arpa` designates the endpoint's DoH listeners under (RFC 9462);
+    /// `None`: it answers NODATA.
+    pub ddr_name: Option<String>,
 }
 
 impl InboundEndpoint {
@@ -442,6 +448,7 @@ impl InboundEndpoint {
             doh_path: DEFAULT_DOH_PATH.to_string(),
             capacity_qps: None,
             profile: None,
+            ddr_name: None,
         }
     }
 
@@ -963,6 +970,31 @@ impl FileConfig {
                     return Err(cx.err(key("doh_path"), p.span(), "must start with '/'"));
                 }
                 e.doh_path = p.get_ref().clone();
+            }
+            if let Some(n) = &f.ddr_name {
+                let name = n.get_ref();
+                if wire::name_to_wire(name).is_err() || name.parse::<std::net::IpAddr>().is_ok() {
+                    return Err(cx.err(
+                        key("ddr_name"),
+                        n.span(),
+                        format!("{name:?} is not a host name"),
+                    ));
+                }
+                if e.doh.is_empty() && e.doh_fips.is_empty() {
+                    return Err(cx.err(
+                        key("ddr_name"),
+                        n.span(),
+                        "designates the endpoint's DoH listeners, and it has none (listen_doh, listen_doh_fips)",
+                    ));
+                }
+                if e.tls.is_none() {
+                    return Err(cx.err(
+                        key("ddr_name"),
+                        n.span(),
+                        "needs tls_cert and tls_key: clients that follow a designation verify the certificate, which a self-signed one fails",
+                    ));
+                }
+                e.ddr_name = Some(name.trim_end_matches('.').to_string());
             }
             if let Some(c) = &f.capacity_qps {
                 if *c.get_ref() == 0 {

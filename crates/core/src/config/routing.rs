@@ -8,7 +8,8 @@
 //!   domain, the endpoint's own rule or zone wins over its profile's;
 //! - two of the endpoint's own (or two of one profile's) for one domain are an error;
 //! - the auto-defined locally served zones come last: any configured rule or zone for the
-//!   same domain replaces them.
+//!   same domain replaces them;
+//! - `resolver.arpa` (RFC 9462) is always answered locally, whatever is configured.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -23,8 +24,8 @@ use super::{
 use crate::error::ConfigError;
 use crate::protocol::Protocol;
 use crate::rules::{
-    ForwardingRule, RouteTable, RuleKind, RuleSet, canonical_domain, locally_served_rules,
-    rule_domain,
+    ForwardingRule, RouteTable, RuleKind, RuleSet, canonical_domain, ddr_rule,
+    locally_served_rules, rule_domain,
 };
 use crate::wire;
 use crate::zone::LocalZone;
@@ -545,6 +546,10 @@ pub(super) fn rule_set(config: &Config) -> Result<RuleSet, ConfigError> {
     if config.resolver.locally_served_zones {
         all.extend(locally_served_rules());
     }
+    // Last, so that it wins over any rule or zone for the same domain: resolver.arpa is never
+    // forwarded, or clients would discover the upstream's encrypted resolver and leave.
+    let ddr = all.len();
+    all.push(ddr_rule());
     let mut domains = Vec::with_capacity(all.len());
     for r in &all {
         domains.push(rule_domain(r).map_err(|e| ConfigError::new("rule", e.to_string()))?);
@@ -566,7 +571,7 @@ pub(super) fn rule_set(config: &Config) -> Result<RuleSet, ConfigError> {
     };
     let table = |endpoint: Option<&InboundEndpoint>| {
         let mut t = RouteTable::default();
-        for (i, domain) in domains.iter().enumerate().skip(configured) {
+        for (i, domain) in domains.iter().enumerate().take(ddr).skip(configured) {
             t.insert(domain.clone(), i);
         }
         if let Some(p) = endpoint
@@ -595,6 +600,7 @@ pub(super) fn rule_set(config: &Config) -> Result<RuleSet, ConfigError> {
                 t.insert(domains[i].clone(), i);
             }
         }
+        t.insert(domains[ddr].clone(), ddr);
         t
     };
     let tables = if config.inbound.is_empty() {
