@@ -3,20 +3,11 @@
 //! ever forwarded, so clients that follow DDR upgrade to the gateway instead of leaving it.
 
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
 
 use crate::support::*;
 
 const SVCB: u16 = 64;
 const NXDOMAIN: u8 = 3;
-
-fn cert(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../certs")
-        .join(name)
-        .display()
-        .to_string()
-}
 
 /// The SvcParams of one SVCB record's RDATA (after priority and target): (key, value).
 fn svc_params(rdata: &[u8]) -> (u16, String, Vec<(u16, Vec<u8>)>) {

@@ -2,7 +2,6 @@
 //! port 0, in front of stub upstreams, queried with hand-written HTTP/1.1 requests.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,14 +13,6 @@ use crate::support::*;
 const IP_DEFAULT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 const IP_CORP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
-
-fn cert(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../certs")
-        .join(name)
-        .display()
-        .to_string()
-}
 
 /// POSTs `query` over HTTP/1.1 and returns (status, content-type, body).
 async fn post<S: AsyncRead + AsyncWrite + Unpin>(

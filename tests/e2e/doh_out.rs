@@ -3,7 +3,6 @@
 
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -30,14 +29,6 @@ const IP_DOH: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 3);
 const NOERROR: u8 = 0;
 const SERVFAIL: u8 = 2;
 const H2_AND_H1: &[&[u8]] = &[b"h2", b"http/1.1"];
-
-fn cert(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../certs")
-        .join(name)
-        .display()
-        .to_string()
-}
 
 // ---------------------------------------------------------------------------------------------
 // A DoH server for the tests.

@@ -661,3 +661,12 @@ pub const DO53_AND_DOH: &str = "[[inbound]]\nname = \"test\"\nlisten = [\"127.0.
 pub fn doh_addr(gw: &RunningGateway) -> SocketAddr {
     gw.addrs().doh_plain.first().expect("cleartext DoH").1
 }
+
+/// The path of a test certificate or key in `certs/`.
+pub fn cert(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../certs")
+        .join(name)
+        .display()
+        .to_string()
+}

@@ -211,16 +211,7 @@ impl FirewallFile {
             let key = |k: &str| format!("firewall.domain_list[{i}].{k}");
             let f = l.get_ref();
             let name = f.name.get_ref();
-            if name.is_empty() {
-                return Err(cx.err(key("name"), f.name.span(), "must not be empty"));
-            }
-            if list_index.insert(name.clone(), i).is_some() {
-                return Err(cx.err(
-                    key("name"),
-                    f.name.span(),
-                    format!("another domain list is named {name:?}"),
-                ));
-            }
+            cx.unique_name(&key("name"), &f.name, &mut list_index, i, "domain list")?;
             let mut list = DomainList::new();
             for (j, d) in f.domains.iter().enumerate() {
                 list.add(d.get_ref()).map_err(|_| {
@@ -262,22 +253,20 @@ impl FirewallFile {
             let gkey = |k: &str| format!("firewall.rule_group[{i}].{k}");
             let f = g.get_ref();
             let name = f.name.get_ref();
-            if name.is_empty() {
-                return Err(cx.err(gkey("name"), f.name.span(), "must not be empty"));
-            }
-            if group_index.insert(name.clone(), i).is_some() {
-                return Err(cx.err(
-                    gkey("name"),
-                    f.name.span(),
-                    format!("another rule group is named {name:?}"),
-                ));
-            }
+            cx.unique_name(&gkey("name"), &f.name, &mut group_index, i, "rule group")?;
             let mut rules = Vec::with_capacity(f.rule.len());
             let mut priorities = HashSet::new();
-            let mut names = HashSet::new();
+            let mut names = HashMap::new();
             for (j, r) in f.rule.iter().enumerate() {
                 let key = |k: &str| gkey(&format!("rule[{j}].{k}"));
-                rules.push(rule(cx, r, &key, &list_index, &mut priorities, &mut names)?);
+                rules.push(rule(
+                    cx,
+                    (j, r),
+                    &key,
+                    &list_index,
+                    &mut priorities,
+                    &mut names,
+                )?);
             }
             groups.push(
                 RuleGroup::new(name, rules)
@@ -353,24 +342,15 @@ impl FirewallFile {
 /// One `[[firewall.rule_group.rule]]`.
 fn rule(
     cx: &Ctx<'_>,
-    r: &Spanned<FirewallRuleFile>,
+    (i, r): (usize, &Spanned<FirewallRuleFile>),
     key: &dyn Fn(&str) -> String,
     lists: &HashMap<String, usize>,
     priorities: &mut HashSet<u64>,
-    names: &mut HashSet<String>,
+    names: &mut HashMap<String, usize>,
 ) -> Result<FirewallRule, ConfigError> {
     let f = r.get_ref();
     let name = f.name.get_ref();
-    if name.is_empty() {
-        return Err(cx.err(key("name"), f.name.span(), "must not be empty"));
-    }
-    if !names.insert(name.clone()) {
-        return Err(cx.err(
-            key("name"),
-            f.name.span(),
-            format!("another rule of this group is named {name:?}"),
-        ));
-    }
+    cx.unique_name(&key("name"), &f.name, names, i, "rule of this group")?;
     let priority = cx
         .within(&key("priority"), &Some(f.priority.clone()), 0, MAX_PRIORITY)?
         .unwrap_or(0);

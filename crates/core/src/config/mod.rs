@@ -13,7 +13,7 @@ pub use firewall::{
 };
 pub use routing::{Profile, ProfileFile, ZoneConfig, ZoneFile};
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -591,6 +591,29 @@ impl Ctx<'_> {
         }
     }
 
+    /// A section's `name`: not empty, and not taken by an earlier one of its kind (`what`,
+    /// e.g. "zone"); records it in `seen` with the section's `index`.
+    fn unique_name(
+        &self,
+        key: &str,
+        name: &Spanned<String>,
+        seen: &mut HashMap<String, usize>,
+        index: usize,
+        what: &str,
+    ) -> Result<(), ConfigError> {
+        if name.get_ref().is_empty() {
+            return Err(self.err(key, name.span(), "must not be empty"));
+        }
+        if seen.insert(name.get_ref().clone(), index).is_some() {
+            return Err(self.err(
+                key,
+                name.span(),
+                format!("another {what} is named {:?}", name.get_ref()),
+            ));
+        }
+        Ok(())
+    }
+
     /// An optional integer that must lie in `min..=max`; `None` when absent.
     fn within(
         &self,
@@ -895,21 +918,12 @@ impl FileConfig {
             },
         };
 
-        let mut names = HashSet::new();
+        let mut names = HashMap::new();
         let mut inbound = Vec::new();
         for (i, ep) in self.inbound.iter().enumerate() {
             let key = |k: &str| format!("inbound[{i}].{k}");
             let f = ep.get_ref();
-            if f.name.get_ref().is_empty() {
-                return Err(cx.err(key("name"), f.name.span(), "must not be empty"));
-            }
-            if !names.insert(f.name.get_ref().clone()) {
-                return Err(cx.err(
-                    key("name"),
-                    f.name.span(),
-                    format!("another inbound endpoint is named {:?}", f.name.get_ref()),
-                ));
-            }
+            cx.unique_name(&key("name"), &f.name, &mut names, i, "inbound endpoint")?;
             let mut e = InboundEndpoint::new(f.name.get_ref());
             e.do53 = cx.addrs(&key("listen"), &f.listen)?;
             e.doh = cx.addrs(&key("listen_doh"), &f.listen_doh)?;
@@ -1005,18 +1019,12 @@ impl FileConfig {
             inbound.push(e);
         }
 
-        let mut names = HashSet::new();
+        let mut names = HashMap::new();
         let mut outbound = Vec::new();
         for (i, ep) in self.outbound.iter().enumerate() {
             let key = |k: &str| format!("outbound[{i}].{k}");
             let f = ep.get_ref();
-            if !names.insert(f.name.get_ref().clone()) {
-                return Err(cx.err(
-                    key("name"),
-                    f.name.span(),
-                    format!("another outbound endpoint is named {:?}", f.name.get_ref()),
-                ));
-            }
+            cx.unique_name(&key("name"), &f.name, &mut names, i, "outbound endpoint")?;
             let protocols = match &f.protocols {
                 Some(p) => cx.protocols(&key("protocols"), p)?,
                 None => [Protocol::Do53].into_iter().collect(),

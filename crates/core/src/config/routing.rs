@@ -124,17 +124,11 @@ pub(super) fn rules(
     inbound: &[String],
 ) -> Result<Vec<ForwardingRule>, ConfigError> {
     let mut rules = Vec::with_capacity(files.len());
-    let mut rule_names = HashSet::new();
+    let mut rule_names = HashMap::new();
     for (i, rs) in files.iter().enumerate() {
         let key = |k: &str| format!("rule[{i}].{k}");
         let f = rs.get_ref();
-        if !rule_names.insert(f.name.get_ref().clone()) {
-            return Err(cx.err(
-                key("name"),
-                f.name.span(),
-                format!("another rule is named {:?}", f.name.get_ref()),
-            ));
-        }
+        cx.unique_name(&key("name"), &f.name, &mut rule_names, i, "rule")?;
         if wire::name_to_wire(f.domain.get_ref()).is_err() {
             return Err(cx.err(
                 key("domain"),
@@ -232,20 +226,11 @@ pub(super) fn zones(
     inbound: &[String],
 ) -> Result<Vec<ZoneConfig>, ConfigError> {
     let mut zones = Vec::with_capacity(files.len());
-    let mut names = HashSet::new();
+    let mut names = HashMap::new();
     for (i, z) in files.iter().enumerate() {
         let key = |k: &str| format!("zone[{i}].{k}");
         let f = z.get_ref();
-        if f.name.get_ref().is_empty() {
-            return Err(cx.err(key("name"), f.name.span(), "must not be empty"));
-        }
-        if !names.insert(f.name.get_ref().clone()) {
-            return Err(cx.err(
-                key("name"),
-                f.name.span(),
-                format!("another zone is named {:?}", f.name.get_ref()),
-            ));
-        }
+        cx.unique_name(&key("name"), &f.name, &mut names, i, "zone")?;
         if wire::name_to_wire(f.domain.get_ref()).is_err() {
             return Err(cx.err(
                 key("domain"),
@@ -284,7 +269,7 @@ pub(super) fn profiles(
     firewall: &mut FirewallConfig,
 ) -> Result<Vec<Profile>, ConfigError> {
     let mut profiles = Vec::with_capacity(files.len());
-    let mut names = HashSet::new();
+    let mut names = HashMap::new();
     let groups: HashMap<&str, usize> = firewall
         .engine
         .groups()
@@ -297,16 +282,7 @@ pub(super) fn profiles(
         let key = |k: &str| format!("profile[{i}].{k}");
         let f = p.get_ref();
         let name = f.name.get_ref();
-        if name.is_empty() {
-            return Err(cx.err(key("name"), f.name.span(), "must not be empty"));
-        }
-        if !names.insert(name.clone()) {
-            return Err(cx.err(
-                key("name"),
-                f.name.span(),
-                format!("another profile is named {name:?}"),
-            ));
-        }
+        cx.unique_name(&key("name"), &f.name, &mut names, i, "profile")?;
         let mut profile = Profile {
             name: name.clone(),
             rules: Vec::new(),
