@@ -1,17 +1,21 @@
 //! Configuration: the TOML file types (serde, `deny_unknown_fields`) and [`FileConfig::validate`],
 //! which turns them into the runtime [`Config`] with errors that name the key and the line.
 //!
-//! docs/configuration.md documents every key; a test there keeps its examples valid. Each
-//! larger section validates itself in a module of its own ([`firewall`]).
+//! docs/configuration.md documents every key; tests keep its examples valid and its key tables
+//! equal to what the file types accept. Each section validates itself in a function of its
+//! own: `sections` (the small ones and the endpoints), `routing` (rules, zones, profiles) and
+//! `firewall`; [`FileConfig::validate`] calls them in order.
 
 mod firewall;
 mod routing;
+mod sections;
 
 pub use firewall::{
     Association, CLI_BLOCK_NAME, CLI_BLOCK_PRIORITY, DEFAULT_OVERRIDE_TTL, FirewallConfig,
     FirewallFile, MAX_PRIORITY,
 };
 pub use routing::{Profile, ProfileFile, ZoneConfig, ZoneFile};
+pub use sections::{MAX_QUERY_MS, MAX_TCP_QUERIES_IN_FLIGHT};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -670,20 +674,18 @@ impl Ctx<'_> {
         Ok(set)
     }
 
+    /// An optional duration in milliseconds that must lie in `min..=max`.
     fn ms(
         &self,
         key: &str,
         v: &Option<Spanned<u64>>,
         default: Duration,
         min: u64,
+        max: u64,
     ) -> Result<Duration, ConfigError> {
-        match v {
-            None => Ok(default),
-            Some(s) if *s.get_ref() < min => {
-                Err(self.err(key, s.span(), format!("must be at least {min}")))
-            }
-            Some(s) => Ok(Duration::from_millis(*s.get_ref())),
-        }
+        Ok(self
+            .within(key, v, min, max)?
+            .map_or(default, Duration::from_millis))
     }
 
     fn target(&self, key: &str, t: &Spanned<TargetFile>) -> Result<TargetSpec, ConfigError> {
@@ -747,306 +749,15 @@ impl FileConfig {
     pub fn validate(self, text: &str, base: Option<&Path>) -> Result<Config, ConfigError> {
         let cx = Ctx { text, base };
 
-        let admin = match self.admin.as_ref().and_then(|a| a.listen.as_ref()) {
-            Some(s) => Some(cx.addr("admin.listen", s)?),
-            None => None,
-        };
-        let admin_file = self.admin.unwrap_or_default();
-        let da = AdminLimits::default();
-        let admin_limits = AdminLimits {
-            max_connections: cx
-                .within(
-                    "admin.max_connections",
-                    &admin_file.max_connections,
-                    1,
-                    4096,
-                )?
-                .map_or(da.max_connections, |n| n as usize),
-            idle_timeout: cx
-                .within(
-                    "admin.idle_timeout_ms",
-                    &admin_file.idle_timeout_ms,
-                    100,
-                    3_600_000,
-                )?
-                .map_or(da.idle_timeout, Duration::from_millis),
-        };
-
-        let t = self.timeouts.unwrap_or_default();
-        let d = Timeouts::default();
-        let timeouts = Timeouts {
-            attempt: cx.ms("timeouts.attempt_ms", &t.attempt_ms, d.attempt, 10)?,
-            query: cx.ms("timeouts.query_ms", &t.query_ms, d.query, 10)?,
-            tcp_idle: cx.ms("timeouts.tcp_idle_ms", &t.tcp_idle_ms, d.tcp_idle, 100)?,
-            shutdown_grace: cx.ms(
-                "timeouts.shutdown_grace_ms",
-                &t.shutdown_grace_ms,
-                d.shutdown_grace,
-                0,
-            )?,
-        };
-        if let Some(q) = &t.query_ms
-            && timeouts.query < timeouts.attempt
-        {
-            return Err(cx.err(
-                "timeouts.query_ms",
-                q.span(),
-                "must not be shorter than timeouts.attempt_ms",
-            ));
-        }
-
-        let l = self.limits.unwrap_or_default();
-        let dl = Limits::default();
-        let count = |key: &str,
-                     v: &Option<Spanned<u64>>,
-                     default: usize|
-         -> Result<usize, ConfigError> {
-            match v {
-                None => Ok(default),
-                Some(s) if *s.get_ref() == 0 => Err(cx.err(key, s.span(), "must be at least 1")),
-                Some(s) => Ok(*s.get_ref() as usize),
-            }
-        };
-        let limits = Limits {
-            tcp_connections: count(
-                "limits.tcp_connections",
-                &l.tcp_connections,
-                dl.tcp_connections,
-            )?,
-            tcp_queries_in_flight: count(
-                "limits.tcp_queries_in_flight",
-                &l.tcp_queries_in_flight,
-                dl.tcp_queries_in_flight,
-            )?,
-            // Each connection is a file descriptor: no process may hold more than the kernel's
-            // default fs.nr_open.
-            doh_connections: cx
-                .within(
-                    "limits.doh_connections",
-                    &l.doh_connections,
-                    1,
-                    MAX_CONNECTIONS,
-                )?
-                .map_or(dl.doh_connections, |n| n as usize),
-        };
-
-        let runtime = self.runtime.unwrap_or_default();
-        let reuseport = runtime.reuseport.unwrap_or(false);
-        let threads = cx
-            .within("runtime.threads", &runtime.threads, 1, MAX_THREADS)?
-            .map(|t| t as usize);
-
-        let cf = self.cache.unwrap_or_default();
-        let dc = CacheConfig::default();
-        let within = |key: &str, v: &Option<Spanned<u64>>, default: u64, min: u64, max: u64| {
-            cx.within(key, v, min, max).map(|v| v.unwrap_or(default))
-        };
-        let day = u64::from(dc.max_ttl);
-        let cache = CacheConfig {
-            enabled: cf.enabled.unwrap_or(dc.enabled),
-            // Below 64 KiB a single large answer would not fit.
-            max_bytes: within(
-                "cache.max_bytes",
-                &cf.max_bytes,
-                dc.max_bytes,
-                65_536,
-                1 << 40,
-            )?,
-            serve_stale: Duration::from_millis(within(
-                "cache.serve_stale_ms",
-                &cf.serve_stale_ms,
-                dc.serve_stale.as_millis() as u64,
-                0,
-                30 * day * 1000,
-            )?),
-            stale_ttl: within("cache.stale_ttl", &cf.stale_ttl, 30, 1, day)? as u32,
-            min_ttl: within("cache.min_ttl", &cf.min_ttl, 0, 0, day)? as u32,
-            max_ttl: within("cache.max_ttl", &cf.max_ttl, day, 1, 7 * day)? as u32,
-            prefetch: cf.prefetch.unwrap_or(dc.prefetch),
-        };
-        if let Some(m) = &cf.min_ttl
-            && cache.min_ttl > cache.max_ttl
-        {
-            return Err(cx.err("cache.min_ttl", m.span(), "must not exceed cache.max_ttl"));
-        }
-
-        let ql = self.query_log.unwrap_or_default();
-        let dq = QueryLogConfig::default();
-        let bounded =
-            |key: &str, v: &Option<Spanned<u64>>, default: u64, min: u64, max: u64| match v {
-                None => Ok(default),
-                Some(s) if !(min..=max).contains(s.get_ref()) => {
-                    Err(cx.err(key, s.span(), format!("must be between {min} and {max}")))
-                }
-                Some(s) => Ok(*s.get_ref()),
-            };
-        let query_log = QueryLogConfig {
-            dest: match &ql.path {
-                Some(p) if p.get_ref().is_empty() => {
-                    return Err(cx.err("query_log.path", p.span(), "must not be empty"));
-                }
-                Some(p) if p.get_ref() == "-" => Some(QueryLogDest::Stdout),
-                Some(p) => Some(QueryLogDest::File(cx.path(p.get_ref()))),
-                None => None,
-            },
-            max_bytes: bounded(
-                "query_log.max_bytes",
-                &ql.max_bytes,
-                dq.max_bytes,
-                4096,
-                u64::MAX,
-            )?,
-            keep: bounded("query_log.keep", &ql.keep, dq.keep as u64, 0, 1000)? as usize,
-            queue: bounded("query_log.queue", &ql.queue, dq.queue as u64, 1, 1 << 20)? as usize,
-        };
-
-        let r = self.resolver.unwrap_or_default();
-        let resolver = match &r.targets {
-            Some(list) => ResolverConfig {
-                targets: list
-                    .iter()
-                    .enumerate()
-                    .map(|(i, t)| cx.target(&format!("resolver.targets[{i}]"), t))
-                    .collect::<Result<_, _>>()?,
-                from_system: false,
-                locally_served_zones: r.locally_served_zones.unwrap_or(true),
-            },
-            None => ResolverConfig {
-                targets: Vec::new(),
-                from_system: true,
-                locally_served_zones: r.locally_served_zones.unwrap_or(true),
-            },
-        };
-
-        let mut names = HashMap::new();
-        let mut inbound = Vec::new();
-        for (i, ep) in self.inbound.iter().enumerate() {
-            let key = |k: &str| format!("inbound[{i}].{k}");
-            let f = ep.get_ref();
-            cx.unique_name(&key("name"), &f.name, &mut names, i, "inbound endpoint")?;
-            let mut e = InboundEndpoint::new(f.name.get_ref());
-            e.do53 = cx.addrs(&key("listen"), &f.listen)?;
-            e.doh = cx.addrs(&key("listen_doh"), &f.listen_doh)?;
-            e.doh_fips = cx.addrs(&key("listen_doh_fips"), &f.listen_doh_fips)?;
-            e.doh_plain = cx.addrs(&key("listen_doh_plain"), &f.listen_doh_plain)?;
-            e.derive_protocols();
-            if let Some(p) = &f.protocols {
-                let declared = cx.protocols(&key("protocols"), p)?;
-                if declared.is_empty() {
-                    return Err(cx.err(
-                        key("protocols"),
-                        p.span(),
-                        "must name at least one protocol",
-                    ));
-                }
-                for proto in Protocol::ALL {
-                    let listen_key = match proto {
-                        Protocol::Do53 => "listen",
-                        Protocol::DoH => "listen_doh",
-                        Protocol::DohFips => "listen_doh_fips",
-                    };
-                    if declared.contains(proto) && !e.protocols.contains(proto) {
-                        return Err(cx.err(
-                            key("protocols"),
-                            p.span(),
-                            format!("includes {proto} but {} is empty", key(listen_key)),
-                        ));
-                    }
-                    if !declared.contains(proto) && e.protocols.contains(proto) {
-                        return Err(cx.err(
-                            key(listen_key),
-                            p.span(),
-                            format!("is set but protocols does not include {proto}"),
-                        ));
-                    }
-                }
-            }
-            if e.protocols.is_empty() {
-                return Err(cx.err(key("listen"), ep.span(), "the endpoint listens nowhere: set listen, listen_doh, listen_doh_plain or listen_doh_fips"));
-            }
-            for (j, a) in f.allow.iter().enumerate() {
-                let net = a
-                    .get_ref()
-                    .parse::<IpNet>()
-                    .or_else(|_| a.get_ref().parse::<std::net::IpAddr>().map(IpNet::from))
-                    .map_err(|_| {
-                        cx.err(
-                            key(&format!("allow[{j}]")),
-                            a.span(),
-                            format!("{:?} is not a CIDR such as \"10.0.0.0/8\"", a.get_ref()),
-                        )
-                    })?;
-                e.allow.push(net);
-            }
-            e.tls = cx.cert_and_key(&key, "tls_cert", &f.tls_cert, "tls_key", &f.tls_key)?;
-            if let Some(p) = &f.doh_path {
-                if !p.get_ref().starts_with('/') {
-                    return Err(cx.err(key("doh_path"), p.span(), "must start with '/'"));
-                }
-                e.doh_path = p.get_ref().clone();
-            }
-            if let Some(n) = &f.ddr_name {
-                let name = n.get_ref();
-                if wire::name_to_wire(name).is_err() || name.parse::<std::net::IpAddr>().is_ok() {
-                    return Err(cx.err(
-                        key("ddr_name"),
-                        n.span(),
-                        format!("{name:?} is not a host name"),
-                    ));
-                }
-                if e.doh.is_empty() && e.doh_fips.is_empty() {
-                    return Err(cx.err(
-                        key("ddr_name"),
-                        n.span(),
-                        "designates the endpoint's DoH listeners, and it has none (listen_doh, listen_doh_fips)",
-                    ));
-                }
-                if e.tls.is_none() {
-                    return Err(cx.err(
-                        key("ddr_name"),
-                        n.span(),
-                        "needs tls_cert and tls_key: clients that follow a designation verify the certificate, which a self-signed one fails",
-                    ));
-                }
-                e.ddr_name = Some(name.trim_end_matches('.').to_string());
-            }
-            if let Some(c) = &f.capacity_qps {
-                if *c.get_ref() == 0 {
-                    return Err(cx.err(key("capacity_qps"), c.span(), "must be at least 1"));
-                }
-                e.capacity_qps = Some(*c.get_ref());
-            }
-            inbound.push(e);
-        }
-
-        let mut names = HashMap::new();
-        let mut outbound = Vec::new();
-        for (i, ep) in self.outbound.iter().enumerate() {
-            let key = |k: &str| format!("outbound[{i}].{k}");
-            let f = ep.get_ref();
-            cx.unique_name(&key("name"), &f.name, &mut names, i, "outbound endpoint")?;
-            let protocols = match &f.protocols {
-                Some(p) => cx.protocols(&key("protocols"), p)?,
-                None => [Protocol::Do53].into_iter().collect(),
-            };
-            let client_cert = cx.cert_and_key(
-                &key,
-                "client_cert",
-                &f.client_cert,
-                "client_key",
-                &f.client_key,
-            )?;
-            outbound.push(OutboundEndpoint {
-                name: f.name.get_ref().clone(),
-                protocols: if protocols.is_empty() {
-                    [Protocol::Do53].into_iter().collect()
-                } else {
-                    protocols
-                },
-                ca_file: f.ca_file.as_ref().map(|p| cx.path(p.get_ref())),
-                client_cert,
-            });
-        }
+        let (admin, admin_limits) = sections::admin(&cx, self.admin)?;
+        let timeouts = sections::timeouts(&cx, self.timeouts)?;
+        let limits = sections::limits(&cx, self.limits)?;
+        let (threads, reuseport) = sections::runtime(&cx, self.runtime)?;
+        let cache = sections::cache(&cx, self.cache)?;
+        let query_log = sections::query_log(&cx, self.query_log)?;
+        let resolver = sections::resolver(&cx, self.resolver)?;
+        let mut inbound = sections::inbound(&cx, &self.inbound)?;
+        let outbound = sections::outbound(&cx, &self.outbound)?;
 
         let inbound_names: Vec<String> = inbound.iter().map(|e| e.name.clone()).collect();
         let rules = routing::rules(&cx, &self.rules, &outbound, &inbound_names)?;
@@ -1162,6 +873,50 @@ type = "system"
 
     fn error_of(text: &str) -> ConfigError {
         parse(text, None).expect_err("must be rejected")
+    }
+
+    #[test]
+    fn numbers_that_would_break_the_server_are_refused() {
+        // Each of these once passed check-config and then panicked a listener or made queries
+        // and shutdown never end.
+        for (text, key) in [
+            (
+                "[limits]\ntcp_queries_in_flight = 9223372036854775807\n",
+                "limits.tcp_queries_in_flight",
+            ),
+            (
+                "[limits]\ntcp_connections = 18446744073709551615\n",
+                "limits.tcp_connections",
+            ),
+            (
+                "[timeouts]\nattempt_ms = 9223372036854775000\n",
+                "timeouts.attempt_ms",
+            ),
+            (
+                "[timeouts]\nquery_ms = 9223372036854775000\n",
+                "timeouts.query_ms",
+            ),
+            (
+                "[timeouts]\nshutdown_grace_ms = 9223372036854775000\n",
+                "timeouts.shutdown_grace_ms",
+            ),
+            (
+                "[timeouts]\ntcp_idle_ms = 99999999999\n",
+                "timeouts.tcp_idle_ms",
+            ),
+        ] {
+            let e = error_of(text);
+            assert_eq!(e.key, key, "{e}");
+            assert_eq!(e.line, Some(2), "{e}");
+            assert!(e.message.contains("between"), "{e}");
+        }
+        let c = parse(
+            "[limits]\ntcp_queries_in_flight = 65535\ntcp_connections = 1048576\n\
+             [timeouts]\nquery_ms = 300000\nshutdown_grace_ms = 600000\n",
+            None,
+        )
+        .expect("the largest values still pass");
+        assert_eq!(c.limits.tcp_queries_in_flight, 65_535);
     }
 
     #[test]
