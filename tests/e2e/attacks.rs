@@ -191,3 +191,44 @@ async fn admin_keep_alive_serves_several_requests() {
     }
     gw.shutdown().await;
 }
+
+/// `query` in the CHAOS class.
+fn chaos(id: u16, name: &str) -> Vec<u8> {
+    let mut q = query(id, name, TXT, None);
+    let class_at = q.len() - 2;
+    q[class_at..].copy_from_slice(&3u16.to_be_bytes());
+    q
+}
+
+/// CHAOS-class queries used to be forwarded, so any client could read the upstream's
+/// `version.bind`. They never leave now: `id.server` tells the configured identity, the rest
+/// is REFUSED.
+#[tokio::test]
+async fn chaos_queries_are_answered_here_and_never_forwarded() {
+    let stub = Stub::start(Behavior::Answer(IP_DEFAULT)).await;
+    let gw = gateway(&format!(
+        "[server]\nidentity = \"gw-dublin-1\"\n{}",
+        resolver(&stub)
+    ))
+    .await;
+    let addr = gw.do53_addr().expect("do53");
+    for name in ["version.bind", "version.server", "authors.bind"] {
+        assert_eq!(udp(addr, &chaos(1, name)).await.rcode, 5, "{name}: REFUSED");
+    }
+    let a = tcp(addr, &chaos(2, "id.server")).await;
+    assert_eq!((a.id, a.rcode, a.counts), (2, 0, [1, 1, 0, 0]));
+    assert!(a.raw.ends_with(b"\x0bgw-dublin-1"), "{:?}", a.raw);
+    assert_eq!(udp(addr, &chaos(3, "hostname.bind")).await.rcode, 0);
+    assert_eq!(stub.count(), 0, "no CHAOS query reached the upstream");
+    gw.shutdown().await;
+
+    let gw = gateway(&resolver(&stub)).await;
+    let addr = gw.do53_addr().expect("do53");
+    assert_eq!(
+        udp(addr, &chaos(4, "id.server")).await.rcode,
+        5,
+        "no identity configured: REFUSED"
+    );
+    assert_eq!(stub.count(), 0);
+    gw.shutdown().await;
+}

@@ -127,6 +127,7 @@ fn configuration_key_tables_match_the_schema() {
         .expect("docs/configuration.md");
     let group = "[[firewall.rule_group]]\nname = \"g\"\n";
     for (marker, section) in [
+        ("`[server]`", "[server]\n".to_string()),
         ("`[admin]`", "[admin]\n".to_string()),
         ("`[resolver]`", "[resolver]\n".to_string()),
         ("`[timeouts]`", "[timeouts]\n".to_string()),

@@ -181,6 +181,38 @@ fn respond(query: &[u8], q: &Query, zone: &[u8], exists: bool) -> Vec<u8> {
     out
 }
 
+/// The CHAOS class (RFC 1035 §3.2.4), which servers use to say who they are.
+pub const CLASS_CH: u16 = 3;
+
+/// The answer to a CHAOS-class query, which dohgate never forwards (it would tell any client
+/// the upstream's software and version): `id.server` and `hostname.bind` TXT (RFC 4892) give
+/// `identity` when one is configured; anything else is REFUSED.
+pub fn chaos(query: &[u8], q: &Query, identity: Option<&str>) -> Vec<u8> {
+    let mut buf = [0u8; 255];
+    let name = wire::lowercase_name(q.question.name(query), &mut buf);
+    let asks_identity = name == b"\x02id\x06server\x00" || name == b"\x08hostname\x04bind\x00";
+    let qtype = q.question.qtype;
+    let Some(identity) = identity.filter(|_| asks_identity && (qtype == 16 || qtype == 255)) else {
+        return wire::error_response(query, Rcode::Refused).unwrap_or_default();
+    };
+    let mut out = Vec::with_capacity(q.question.end + 16 + identity.len());
+    out.extend_from_slice(&query[..q.question.end]);
+    out.extend_from_slice(&(0xc000 | HEADER_LEN as u16).to_be_bytes());
+    out.extend_from_slice(&16u16.to_be_bytes());
+    out.extend_from_slice(&CLASS_CH.to_be_bytes());
+    out.extend_from_slice(&0u32.to_be_bytes());
+    // One character-string of at most 255 bytes (the configuration keeps it shorter).
+    let text = &identity.as_bytes()[..identity.len().min(255)];
+    push_rdata(&mut out, &[&[text.len() as u8][..], text].concat());
+    let flags = FLAG_QR | FLAG_AA | (q.flags & (FLAG_RD | FLAG_CD));
+    out[2..4].copy_from_slice(&flags.to_be_bytes());
+    out[4..12].copy_from_slice(&[0, 1, 0, 1, 0, 0, 0, 0]);
+    if let Some(e) = q.edns {
+        wire::push_opt(&mut out, 0, e.dnssec_ok);
+    }
+    out
+}
+
 fn push_rr_head(out: &mut Vec<u8>, owner_ptr: u16, rtype: u16, ttl: u32) {
     out.extend_from_slice(&owner_ptr.to_be_bytes());
     out.extend_from_slice(&rtype.to_be_bytes());
@@ -230,6 +262,32 @@ mod tests {
         assert_eq!((rcode(&r), counts(&r)), (0, [1, 1, 0, 1]));
         let r = ask("10.in-addr.arpa", 1, "10.in-addr.arpa");
         assert_eq!((rcode(&r), counts(&r)), (0, [1, 0, 1, 1]));
+    }
+
+    #[test]
+    fn chaos_tells_only_the_configured_identity() {
+        let ch = |name: &str, qtype: u16, identity: Option<&str>| {
+            let mut q = build_query(5, name, qtype, None).expect("valid");
+            let class_at = q.len() - 2;
+            q[class_at..].copy_from_slice(&CLASS_CH.to_be_bytes());
+            let p = parse_query(&q).expect("parses");
+            chaos(&q, &p, identity)
+        };
+        let r = ch("ID.Server", 16, Some("gw-dublin-1"));
+        assert_eq!((rcode(&r), counts(&r)), (0, [1, 1, 0, 0]));
+        assert!(r.ends_with(b"\x0bgw-dublin-1"), "{r:?}");
+        assert_eq!(rcode(&ch("hostname.bind", 16, Some("gw"))), 0);
+        assert_eq!(
+            rcode(&ch("version.bind", 16, Some("gw"))),
+            5,
+            "no version, ever"
+        );
+        assert_eq!(
+            rcode(&ch("id.server", 16, None)),
+            5,
+            "no identity configured"
+        );
+        assert_eq!(rcode(&ch("id.server", 1, Some("gw"))), 5);
     }
 
     #[test]

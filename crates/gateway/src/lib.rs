@@ -147,6 +147,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<RunningGateway> {
         )
         .map_err(|e| anyhow::anyhow!("{e}"))?
         .with_zones(&config.zones)
+        .with_identity(config.identity.clone())
         .with_endpoints(config.inbound.len())
         .with_cache(cache),
     );

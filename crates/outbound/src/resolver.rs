@@ -57,6 +57,8 @@ pub struct Resolver {
     rule_zones: Vec<Box<[u8]>>,
     /// Per rule: the local zone that answers it (rules of kind [`RuleKind::Zone`]).
     local_zones: Vec<Option<Arc<LocalZone>>>,
+    /// What CHAOS `id.server` answers; `None`: REFUSED.
+    identity: Option<String>,
     /// Per inbound endpoint: what `_dns.resolver.arpa` designates, set once its listeners are
     /// bound (their ports are known only then).
     designations: Vec<OnceLock<Designation>>,
@@ -121,6 +123,7 @@ impl Resolver {
         Ok(Resolver {
             local_zones: vec![None; rules.len()],
             designations: Vec::new(),
+            identity: None,
             rules,
             rule_targets,
             rule_zones,
@@ -144,6 +147,13 @@ impl Resolver {
         if let Some(slot) = self.designations.get(endpoint) {
             let _ = slot.set(d);
         }
+    }
+
+    /// What CHAOS-class `id.server` and `hostname.bind` TXT answer (RFC 4892); without it they
+    /// are REFUSED like every other CHAOS query.
+    pub fn with_identity(mut self, identity: Option<String>) -> Self {
+        self.identity = identity;
+        self
     }
 
     /// Answers the names of the zone rules from `zones`, matched by name.
@@ -211,6 +221,10 @@ impl Resolver {
         client_udp: Option<usize>,
         route: &mut Route,
     ) -> Vec<u8> {
+        if q.question.qclass == local::CLASS_CH {
+            // Never forwarded: it would tell any client the upstream's software and version.
+            return local::chaos(msg, q, self.identity.as_deref());
+        }
         match self.rules.match_for(endpoint, q.question.name(msg)) {
             Some((i, rule)) => {
                 self.rule_matches[i].inc();

@@ -41,6 +41,7 @@ use crate::wire;
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
+    pub server: Option<ServerFile>,
     pub admin: Option<AdminFile>,
     pub resolver: Option<ResolverFile>,
     pub timeouts: Option<TimeoutsFile>,
@@ -59,6 +60,13 @@ pub struct FileConfig {
     #[serde(default, rename = "profile")]
     pub profiles: Vec<Spanned<ProfileFile>>,
     pub firewall: Option<FirewallFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerFile {
+    /// What CHAOS-class `id.server` and `hostname.bind` TXT answer (RFC 4892); absent: REFUSED.
+    pub identity: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -231,6 +239,8 @@ impl<'de> Deserialize<'de> for TargetFile {
 /// A validated configuration, ready to run.
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// The gateway's name for CHAOS `id.server` / `hostname.bind` (RFC 4892).
+    pub identity: Option<String>,
     pub admin: Option<SocketAddr>,
     pub admin_limits: AdminLimits,
     pub resolver: ResolverConfig,
@@ -749,6 +759,7 @@ impl FileConfig {
     pub fn validate(self, text: &str, base: Option<&Path>) -> Result<Config, ConfigError> {
         let cx = Ctx { text, base };
 
+        let identity = sections::server(&cx, self.server)?;
         let (admin, admin_limits) = sections::admin(&cx, self.admin)?;
         let timeouts = sections::timeouts(&cx, self.timeouts)?;
         let limits = sections::limits(&cx, self.limits)?;
@@ -779,6 +790,7 @@ impl FileConfig {
         )?;
 
         Ok(Config {
+            identity,
             admin,
             admin_limits,
             resolver,

@@ -17,7 +17,8 @@ use toml::Spanned;
 use super::{
     AdminFile, AdminLimits, CacheConfig, CacheFile, Ctx, InboundEndpoint, InboundFile, Limits,
     LimitsFile, MAX_CONNECTIONS, MAX_THREADS, OutboundEndpoint, OutboundFile, QueryLogConfig,
-    QueryLogDest, QueryLogFile, ResolverConfig, ResolverFile, RuntimeFile, Timeouts, TimeoutsFile,
+    QueryLogDest, QueryLogFile, ResolverConfig, ResolverFile, RuntimeFile, ServerFile, Timeouts,
+    TimeoutsFile,
 };
 use crate::error::ConfigError;
 use crate::protocol::Protocol;
@@ -27,6 +28,25 @@ use crate::wire;
 pub const MAX_QUERY_MS: u64 = 300_000;
 /// The most queries one TCP connection may have in flight.
 pub const MAX_TCP_QUERIES_IN_FLIGHT: u64 = 65_535;
+
+/// `[server]`: the identity CHAOS queries may learn.
+pub(super) fn server(
+    cx: &Ctx<'_>,
+    file: Option<ServerFile>,
+) -> Result<Option<String>, ConfigError> {
+    let Some(identity) = file.and_then(|f| f.identity) else {
+        return Ok(None);
+    };
+    let text = identity.get_ref();
+    if text.is_empty() || text.len() > 255 || !text.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(cx.err(
+            "server.identity",
+            identity.span(),
+            "must be 1 to 255 printable ASCII characters without spaces",
+        ));
+    }
+    Ok(Some(text.clone()))
+}
 
 /// `[admin]`: the listener's address and its bounds.
 pub(super) fn admin(
