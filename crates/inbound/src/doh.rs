@@ -515,6 +515,10 @@ impl<H: Handler> Shared<H> {
         head: &http::request::Parts,
         body: &mut Option<Incoming>,
     ) -> Result<Vec<u8>, DohError> {
+        // RFC 9112 §3.2: a server must answer 400 to an HTTP/1.1 request without Host.
+        if head.version == Version::HTTP_11 && !head.headers.contains_key(http::header::HOST) {
+            return Err(DohError::MissingHost);
+        }
         if head.uri.path() != self.options.path {
             return Err(DohError::NotFound);
         }

@@ -46,6 +46,8 @@ pub enum TlsError {
 pub enum DohError {
     #[error("unknown path")]
     NotFound,
+    #[error("HTTP/1.1 request without a Host header (RFC 9112 section 3.2)")]
+    MissingHost,
     #[error("method not allowed: use GET or POST")]
     MethodNotAllowed,
     #[error("content-type must be application/dns-message")]
@@ -77,7 +79,8 @@ impl DohError {
             DohError::NotFound => StatusCode::NOT_FOUND,
             DohError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             DohError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            DohError::MissingDnsParam
+            DohError::MissingHost
+            | DohError::MissingDnsParam
             | DohError::RepeatedDnsParam
             | DohError::EmptyDnsParam
             | DohError::BadBase64

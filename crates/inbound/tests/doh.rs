@@ -1027,3 +1027,42 @@ mod fips {
         assert!(matches!(cleartext, Err(TlsError::FipsWithoutTls)));
     }
 }
+
+/// Sends `request` as raw bytes on a new cleartext connection; returns the status line.
+async fn raw_status(addr: SocketAddr, request: &str) -> String {
+    let mut conn = TcpStream::connect(addr).await.expect("connect");
+    conn.write_all(request.as_bytes()).await.expect("write");
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut buf)).await;
+    let text = String::from_utf8_lossy(&buf).to_string();
+    text.lines().next().unwrap_or_default().to_string()
+}
+
+#[tokio::test]
+async fn http11_without_host_is_a_bad_request() {
+    let server = Server::start(None, Protocol::DoH, DohOptions::default()).await;
+    let q = wire::build_query(0, "a.test", wire::TYPE_A, None).expect("query");
+    let dns = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&q);
+    let no_host = format!(
+        "GET /dns-query?dns={dns} HTTP/1.1\r\nAccept: application/dns-message\r\nConnection: close\r\n\r\n"
+    );
+    assert!(
+        raw_status(server.addr, &no_host)
+            .await
+            .starts_with("HTTP/1.1 400"),
+        "RFC 9112 §3.2"
+    );
+    let with_host =
+        format!("GET /dns-query?dns={dns} HTTP/1.1\r\nHost: dns.test\r\nConnection: close\r\n\r\n");
+    assert!(
+        raw_status(server.addr, &with_host)
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+    let http10 = format!("GET /dns-query?dns={dns} HTTP/1.0\r\n\r\n");
+    assert!(
+        raw_status(server.addr, &http10).await.ends_with("200 OK"),
+        "HTTP/1.0 has no Host requirement"
+    );
+    server.stop().await;
+}
