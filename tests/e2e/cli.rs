@@ -130,3 +130,55 @@ fn version_and_help() {
         assert!(out.contains(flag), "--help mentions {flag}");
     }
 }
+
+/// A DoH endpoint with these certificate and key files, for check-config.
+fn doh_with(cert: &str, key: &str) -> tempfile_path::TempPath {
+    config_file(&format!(
+        "[resolver]\ntargets = [\"127.0.0.1:5300\"]\n[[inbound]]\nname = \"dc\"\n\
+         listen_doh = [\"127.0.0.1:8443\"]\ntls_cert = \"{cert}\"\ntls_key = \"{key}\"\n"
+    ))
+}
+
+#[test]
+fn check_config_reads_the_tls_files_it_names() {
+    let certs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../certs");
+    let file = |name: &str| certs.join(name).display().to_string();
+    let good = doh_with(
+        &file("localhost-ecdsa-chain.pem"),
+        &file("localhost-ecdsa.key"),
+    );
+    let (code, _, err) = dohgate(&["check-config", good.as_str()]);
+    assert_eq!(code, 0, "{err}");
+
+    // /dev/zero used to be read until the allocator aborted; now it is refused at once.
+    let zero = doh_with("/dev/zero", &file("localhost-ecdsa.key"));
+    let (code, _, err) = dohgate(&["check-config", zero.as_str()]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("/dev/zero") && err.contains("not a regular file"),
+        "{err}"
+    );
+
+    // A FIFO used to hang the start; it is not a regular file either.
+    let fifo = std::env::temp_dir().join(format!("dohgate-fifo-{}", std::process::id()));
+    let _ = std::fs::remove_file(&fifo);
+    let made = Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .is_ok_and(|s| s.success());
+    if made {
+        let f = doh_with(
+            &file("localhost-ecdsa-chain.pem"),
+            &fifo.display().to_string(),
+        );
+        let (code, _, err) = dohgate(&["check-config", f.as_str()]);
+        assert_eq!(code, 2);
+        assert!(err.contains("not a regular file"), "{err}");
+        let _ = std::fs::remove_file(&fifo);
+    }
+
+    // A key that belongs to another certificate.
+    let mismatched = doh_with(&file("localhost-ecdsa-chain.pem"), &file("wrong-name.key"));
+    let (code, _, err) = dohgate(&["check-config", mismatched.as_str()]);
+    assert_eq!(code, 2, "a key that does not match its certificate: {err}");
+}

@@ -37,6 +37,24 @@ pub(crate) struct EndpointTls {
     doh_fips: Option<Arc<ServerConfig>>,
 }
 
+/// Builds the TLS configuration of every DoH listener that has certificate files, for
+/// `check-config`: files that are missing, not regular files, too large, unreadable as PEM, or
+/// a key that does not match its certificate fail here as they would at start.
+pub(crate) fn check_tls(config: &Config) -> anyhow::Result<()> {
+    for ep in &config.inbound {
+        let Some(files) = &ep.tls else {
+            continue;
+        };
+        for (fips, addrs) in [(false, &ep.doh), (true, &ep.doh_fips)] {
+            if !addrs.is_empty() {
+                tls::server_config(&files.cert, &files.key, fips)
+                    .with_context(|| format!("inbound endpoint {:?}", ep.name))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Builds every endpoint's TLS before any socket is bound, so a bad certificate or a DoH-FIPS
 /// listener in a build without FIPS fails the start with nothing left running.
 pub(crate) fn prepare_tls(

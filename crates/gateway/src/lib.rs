@@ -113,6 +113,24 @@ impl RunningGateway {
     }
 }
 
+/// Checks what `start` would meet beyond the configuration file itself, without binding
+/// anything: the rules' route tables, the DoH listeners' certificates and keys, and the
+/// DoH targets' CA and client certificate files (`dohgate check-config`).
+pub fn check(config: &Config) -> anyhow::Result<()> {
+    config.rule_set()?;
+    doh::check_tls(config)?;
+    let targets = config
+        .rules
+        .iter()
+        .flat_map(|r| &r.targets)
+        .chain(&config.resolver.targets);
+    for spec in targets {
+        dohgate_outbound::doh::check_tls(spec)
+            .map_err(|e| anyhow::anyhow!("target {spec}: {e}"))?;
+    }
+    Ok(())
+}
+
 /// Binds every listener of `config` and starts serving.
 pub async fn start(mut config: Config) -> anyhow::Result<RunningGateway> {
     if config.resolver.from_system {

@@ -22,7 +22,7 @@ fn main() -> ExitCode {
             .map_err(anyhow::Error::from)
             .and_then(|mut c| {
                 args.apply(&mut c)?;
-                c.rule_set()?;
+                dohgate::check(&c)?;
                 Ok(c)
             }) {
             Ok(c) => {
@@ -31,7 +31,7 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("dohgate: {e}");
+                eprintln!("dohgate: {e:#}");
                 ExitCode::from(2)
             }
         };
@@ -40,7 +40,7 @@ fn main() -> ExitCode {
     let config = match args.load_config() {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("dohgate: {e}");
+            eprintln!("dohgate: {e:#}");
             return ExitCode::from(2);
         }
     };

@@ -14,6 +14,8 @@ pub const FIPS_BUILD_HINT: &str = "this dohgate was built without FIPS support, 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TlsError {
+    #[error("{path}: {message}")]
+    File { path: PathBuf, message: String },
     #[error("cannot read TLS certificate chain {path}: {source}")]
     Certificates {
         path: PathBuf,

@@ -5,6 +5,8 @@
 //! AWS-LC module) and in the check that the result reports FIPS mode.
 
 use std::path::Path;
+
+use dohgate_core::config;
 use std::sync::Arc;
 
 pub use rustls::ServerConfig;
@@ -71,8 +73,17 @@ pub fn server_config(cert: &Path, key: &Path, fips: bool) -> Result<Arc<ServerCo
     // Check the build first: a DoH-FIPS listener in a build without FIPS support fails with
     // the message that says how to fix it, not with a file error.
     let provider = provider(fips)?;
-    let chain = CertificateDer::pem_file_iter(cert)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+    // Read with a size limit and only from a regular file: `/dev/zero` would read until memory
+    // runs out, a FIFO would hang the start.
+    let read = |path: &Path| {
+        config::read_small_file(path, config::MAX_PEM_FILE).map_err(|message| TlsError::File {
+            path: path.to_path_buf(),
+            message,
+        })
+    };
+    let cert_pem = read(cert)?;
+    let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|source| TlsError::Certificates {
             path: cert.to_path_buf(),
             source,
@@ -82,10 +93,11 @@ pub fn server_config(cert: &Path, key: &Path, fips: bool) -> Result<Arc<ServerCo
             path: cert.to_path_buf(),
         });
     }
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|source| TlsError::Key {
-        path: key.to_path_buf(),
-        source,
-    })?;
+    let key =
+        PrivateKeyDer::from_pem_slice(read(key)?.as_bytes()).map_err(|source| TlsError::Key {
+            path: key.to_path_buf(),
+            source,
+        })?;
     build(provider, chain, key, fips)
 }
 

@@ -599,6 +599,15 @@ fn well_formed(msg: &[u8]) -> bool {
     pos == msg.len()
 }
 
+/// Builds the TLS client configuration `spec` will use (CA file, client certificate), for
+/// `check-config`: the errors a start would meet, without starting.
+pub fn check_tls(spec: &TargetSpec) -> Result<(), String> {
+    if spec.protocol == Protocol::Do53 {
+        return Ok(());
+    }
+    client_config(spec).map(|_| ())
+}
+
 /// The TLS client configuration of a target: its trust anchors, an optional client
 /// certificate, and the crypto provider of its protocol (one code path for DoH and DoH-FIPS).
 fn client_config(spec: &TargetSpec) -> Result<Arc<ClientConfig>, String> {
@@ -614,7 +623,7 @@ fn client_config(spec: &TargetSpec) -> Result<Arc<ClientConfig>, String> {
     let mut config = match &spec.client_cert {
         Some(files) => {
             let chain = read_certs(&files.cert, "client_cert")?;
-            let key = PrivateKeyDer::from_pem_file(&files.key)
+            let key = PrivateKeyDer::from_pem_slice(read_pem(&files.key, "client_key")?.as_bytes())
                 .map_err(|e| format!("client_key {}: {e}", files.key.display()))?;
             builder
                 .with_client_auth_cert(chain, key)
@@ -652,9 +661,17 @@ fn fips_provider() -> Result<Arc<CryptoProvider>, String> {
         .to_string())
 }
 
+/// A PEM file's text, read only from a regular file of at most
+/// [`MAX_PEM_FILE`](dohgate_core::config::MAX_PEM_FILE) bytes.
+fn read_pem(path: &Path, key: &str) -> Result<String, String> {
+    dohgate_core::config::read_small_file(path, dohgate_core::config::MAX_PEM_FILE)
+        .map_err(|e| format!("{key} {}: {e}", path.display()))
+}
+
 fn read_certs(path: &Path, key: &str) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+    let pem = read_pem(path, key)?;
+    let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("{key} {}: {e}", path.display()))?;
     if certs.is_empty() {
         return Err(format!(

@@ -533,6 +533,9 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     })
 }
 
+/// The largest certificate, key or CA file (PEM) dohgate reads.
+pub const MAX_PEM_FILE: u64 = 1 << 20;
+
 /// Reads a file the configuration names, refusing what is not a regular file (a FIFO or a
 /// device such as /dev/zero would hang or exhaust memory) or is larger than `limit` bytes.
 pub fn read_small_file(path: &Path, limit: u64) -> Result<String, String> {
