@@ -182,3 +182,14 @@ fn check_config_reads_the_tls_files_it_names() {
     let (code, _, err) = dohgate(&["check-config", mismatched.as_str()]);
     assert_eq!(code, 2, "a key that does not match its certificate: {err}");
 }
+
+#[test]
+fn a_configuration_that_serves_nothing_is_an_error() {
+    let f = config_file("[resolver]\ntargets = [\"127.0.0.1:5300\"]\n");
+    let (code, _, err) = dohgate(&["check-config", f.as_str()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("serve nothing"), "{err}");
+    let (code, _, err) = dohgate(&["--config", f.as_str()]);
+    assert_eq!(code, 2, "it does not start either: {err}");
+    assert!(err.contains("serve nothing"), "{err}");
+}

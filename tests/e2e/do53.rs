@@ -671,3 +671,42 @@ async fn oversized_udp_query_gets_formerr() {
     );
     gw.shutdown().await;
 }
+
+/// A start that fails part-way (a later endpoint's address is taken) stops what it had
+/// already started: the first endpoint's port is free again, not held by an orphan listener.
+#[tokio::test]
+async fn a_start_that_fails_part_way_stops_what_it_started() {
+    let stub = Stub::start(Behavior::Answer(IP_DEFAULT)).await;
+    // A port nothing listens on, for the first endpoint, and one this test holds.
+    let free = UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let taken = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let text = format!(
+        "{}[[inbound]]\nname = \"first\"\nlisten = [\"{free}\"]\n\
+         [[inbound]]\nname = \"second\"\nlisten = [\"{}\"]\n",
+        resolver(&stub),
+        taken.local_addr().expect("addr")
+    );
+    let config = dohgate_core::config::parse(&text, None).expect("valid");
+    let e = dohgate::start(config)
+        .await
+        .expect_err("the second endpoint's address is taken");
+    assert!(format!("{e:#}").contains("cannot listen"), "{e:#}");
+    let until = tokio::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let udp = UdpSocket::bind(free).await;
+        let tcp = TcpListener::bind(free).await;
+        if udp.is_ok() && tcp.is_ok() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the first endpoint still holds {free} after a failed start"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(taken);
+}

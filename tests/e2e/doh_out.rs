@@ -912,7 +912,7 @@ async fn a_target_that_requires_a_client_certificate_gets_one() {
 #[tokio::test]
 async fn a_doh_fips_target_is_refused_at_start_without_the_fips_build() {
     let text = format!(
-        "[resolver]\ntargets = [\"127.0.0.1:9\"]\n{}",
+        "[resolver]\ntargets = [\"127.0.0.1:9\"]\n{}\n[[inbound]]\nname = \"t\"\nlisten = [\"127.0.0.1:0\"]\n",
         doh_rules(&[(
             "gov",
             "gov.test",

@@ -15,6 +15,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use dohgate_core::config::AdminLimits;
+use dohgate_inbound::accept::accept;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -64,19 +65,8 @@ pub async fn serve(
     let connections = Arc::new(Semaphore::new(limits.max_connections));
     let tracker = TaskTracker::new();
     loop {
-        let stream = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            r = listener.accept() => match r {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "admin accept failed");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        _ = sleep(Duration::from_millis(50)) => continue,
-                    }
-                }
-            },
+        let Some((stream, _)) = accept(&listener, &shutdown, "admin").await else {
+            break;
         };
         let Ok(permit) = connections.clone().try_acquire_owned() else {
             refused.inc();

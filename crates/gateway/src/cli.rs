@@ -166,6 +166,12 @@ impl Cli {
                 key: key.clone(),
             });
         }
+        if self.upstream.len() > config::MAX_RULE_TARGETS {
+            return Err(flag_err(
+                "--upstream",
+                format!("at most {} targets", config::MAX_RULE_TARGETS),
+            ));
+        }
         if !self.upstream.is_empty() {
             let mut targets = Vec::new();
             for t in &self.upstream {
@@ -186,8 +192,11 @@ impl Cli {
                 .split(',')
                 .map(|t| self.target("--forward", t))
                 .collect::<Result<Vec<_>, _>>()?;
-            if targets.is_empty() || targets.len() > 16 {
-                return Err(flag_err("--forward", "give 1 to 16 targets"));
+            if targets.is_empty() || targets.len() > config::MAX_RULE_TARGETS {
+                return Err(flag_err(
+                    "--forward",
+                    format!("give 1 to {} targets", config::MAX_RULE_TARGETS),
+                ));
             }
             let mut rule = ForwardingRule::forward(&canonical_domain(domain), domain, targets);
             rule.outbound = Some(CLI_OUTBOUND.to_string());

@@ -117,6 +117,7 @@ impl RunningGateway {
 /// anything: the rules' route tables, the DoH listeners' certificates and keys, and the
 /// DoH targets' CA and client certificate files (`dohgate check-config`).
 pub fn check(config: &Config) -> anyhow::Result<()> {
+    serves_something(config)?;
     config.rule_set()?;
     doh::check_tls(config)?;
     let targets = config
@@ -131,11 +132,23 @@ pub fn check(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A configuration without an inbound endpoint would start a gateway that serves nothing
+/// while looking healthy: an error instead.
+fn serves_something(config: &Config) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !config.inbound.is_empty(),
+        "no [[inbound]] endpoint and no --listen-* flag: dohgate would serve nothing"
+    );
+    Ok(())
+}
+
 /// Binds every listener of `config` and starts serving.
 pub async fn start(mut config: Config) -> anyhow::Result<RunningGateway> {
+    serves_something(&config)?;
     if config.resolver.from_system {
         let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         config.resolver.targets = config::resolv_conf_targets(&text);
+        config.resolver.targets.truncate(config::MAX_RULE_TARGETS);
         if config.resolver.targets.is_empty() {
             tracing::warn!(
                 "/etc/resolv.conf names no usable nameserver: names no rule covers will get SERVFAIL"
@@ -189,6 +202,8 @@ pub async fn start(mut config: Config) -> anyhow::Result<RunningGateway> {
     let (mut doh_tls, self_signed) = doh::prepare_tls(&config)?;
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
+    // If a later listener cannot be bound, the ones already serving must not go on.
+    let mut started = StopOnFailure(Some(shutdown.clone()));
     let workers = Workers::start(config.threads.unwrap_or_else(worker::default_threads))
         .context("cannot start the worker threads")?;
     let doh_spawner = doh::Spawner {
@@ -272,6 +287,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<RunningGateway> {
         ));
     }
     health.listening.store(true, Ordering::Release);
+    started.0 = None;
 
     Ok(RunningGateway {
         addrs,
@@ -282,6 +298,19 @@ pub async fn start(mut config: Config) -> anyhow::Result<RunningGateway> {
         resolver,
         self_signed,
     })
+}
+
+/// Cancels the gateway's shutdown token when dropped while still holding it: `start` keeps one
+/// until every listener is up, so an error part-way stops the listeners it had started
+/// (and frees their ports) instead of leaving them serving with no one to stop them.
+struct StopOnFailure(Option<CancellationToken>);
+
+impl Drop for StopOnFailure {
+    fn drop(&mut self) {
+        if let Some(token) = self.0.take() {
+            token.cancel();
+        }
+    }
 }
 
 /// Tells the resolver what `_dns.resolver.arpa` designates for each endpoint with a

@@ -37,7 +37,11 @@ fn main() -> ExitCode {
         };
     }
 
-    let config = match args.load_config() {
+    // What check-config checks is a configuration error at start too (exit code 2).
+    let config = match args
+        .load_config()
+        .and_then(|c| dohgate::check(&c).map(|()| c))
+    {
         Ok(c) => c,
         Err(e) => {
             eprintln!("dohgate: {e:#}");

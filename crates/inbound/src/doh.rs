@@ -32,6 +32,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::accept::accept;
 use crate::error::{DohError, TlsError};
 use crate::metrics::{DohListenerMetrics, InboundMetrics};
 use crate::ready::ready_now;
@@ -143,19 +144,8 @@ impl<H: Handler> DohListener<H> {
         let shared = Arc::new(Shared::new(self, &tracker, &shutdown, &hard_stop));
         let connections = Arc::new(Semaphore::new(shared.options.max_connections));
         loop {
-            let (stream, peer) = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                r = listener.accept() => match r {
-                    Ok(r) => r,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!(error = %e, "doh accept failed");
-                        tokio::select! {
-                            _ = shutdown.cancelled() => break,
-                            _ = sleep(Duration::from_millis(50)) => continue,
-                        }
-                    }
-                },
+            let Some((stream, peer)) = accept(&listener, &shutdown, "doh").await else {
+                break;
             };
             let Ok(permit) = connections.clone().try_acquire_owned() else {
                 shared.metrics.connection_limit.inc();

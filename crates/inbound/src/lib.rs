@@ -2,6 +2,7 @@
 //! DoH-FIPS over HTTPS. Each one decodes its framing, hands the query to the core `Handler`
 //! seam, and encodes the reply; rules, forwarding and query metrics live behind the seam.
 
+pub mod accept;
 pub mod doh;
 pub mod error;
 pub mod metrics;

@@ -14,6 +14,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
+use crate::accept::accept;
 use crate::metrics::InboundMetrics;
 use crate::ready::ready_now;
 use crate::workers::Workers;
@@ -80,17 +81,8 @@ pub async fn serve<H: Handler>(
             .with_label_values(&[ep, "do53", "connection_limit"]),
     };
     loop {
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            r = listener.accept() => match r {
-                Ok(r) => r,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "tcp accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+        let Some((stream, peer)) = accept(&listener, &shutdown, "do53 tcp").await else {
+            break;
         };
         let Ok(permit) = connections.clone().try_acquire_owned() else {
             counters.limit.inc();

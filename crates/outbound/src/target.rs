@@ -115,13 +115,27 @@ impl Target {
         &self.label
     }
 
+    /// Counts a failure in the streak (saturating: an atomic add would wrap to "healthy") and
+    /// returns the streak's length.
+    fn note_failure(&self) -> u32 {
+        let before = self
+            .failures_in_a_row
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_add(1))
+            })
+            .unwrap_or(u32::MAX);
+        before.saturating_add(1)
+    }
+
     /// True unless the target failed its last few attempts and its pause is not over.
     pub fn is_healthy(&self) -> bool {
         if self.failures_in_a_row.load(Ordering::Relaxed) < UNHEALTHY_AFTER {
             return true;
         }
-        let since =
-            self.epoch.elapsed().as_millis() as u64 - self.last_failure_ms.load(Ordering::Relaxed);
+        // Another worker may have stored a failure after this one read the clock: saturate,
+        // a failure "in the future" is one that just happened.
+        let since = (self.epoch.elapsed().as_millis() as u64)
+            .saturating_sub(self.last_failure_ms.load(Ordering::Relaxed));
         since >= RETRY_UNHEALTHY_AFTER.as_millis() as u64
     }
 
@@ -175,7 +189,7 @@ impl Target {
                     "refused" => self.metrics.refused.inc(),
                     _ => self.metrics.error.inc(),
                 }
-                let n = self.failures_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
+                let n = self.note_failure();
                 self.last_failure_ms
                     .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
                 if n >= UNHEALTHY_AFTER {
@@ -194,8 +208,9 @@ pub struct TargetSet {
     targets: Vec<Arc<Target>>,
 }
 
-/// The most targets one set may have (Route 53 allows 6; dohgate 16).
-pub const MAX_TARGETS: usize = 16;
+/// The most targets one set may have (Route 53 allows 6; dohgate 16): the configuration
+/// refuses more, for failover orders at most this many.
+pub const MAX_TARGETS: usize = dohgate_core::config::MAX_RULE_TARGETS;
 
 /// The result of forwarding a query.
 #[derive(Debug)]
@@ -289,5 +304,42 @@ impl TargetSet {
             answer: None,
             target: last,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target() -> Target {
+        let registry = prometheus::Registry::new();
+        let metrics = OutboundMetrics::register(&registry).expect("metrics");
+        Target::new(TargetSpec::parse("127.0.0.1:9").expect("spec"), &metrics).expect("target")
+    }
+
+    #[test]
+    fn a_failure_stored_after_the_clock_was_read_does_not_underflow() {
+        let t = target();
+        for _ in 0..UNHEALTHY_AFTER {
+            t.note_failure();
+        }
+        // What a worker that read the clock just before another stored its failure sees.
+        let future = t.epoch.elapsed().as_millis() as u64 + 60_000;
+        t.last_failure_ms.store(future, Ordering::Relaxed);
+        assert!(
+            !t.is_healthy(),
+            "a failure that just happened keeps it unhealthy"
+        );
+    }
+
+    #[test]
+    fn the_failure_streak_saturates_instead_of_wrapping_to_healthy() {
+        let t = target();
+        t.failures_in_a_row.store(u32::MAX - 1, Ordering::Relaxed);
+        assert_eq!(t.note_failure(), u32::MAX);
+        assert_eq!(t.note_failure(), u32::MAX);
+        t.last_failure_ms
+            .store(t.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        assert!(!t.is_healthy());
     }
 }

@@ -15,7 +15,7 @@ pub use firewall::{
     FirewallFile, MAX_PRIORITY,
 };
 pub use routing::{Profile, ProfileFile, ZoneConfig, ZoneFile};
-pub use sections::{MAX_QUERY_MS, MAX_TCP_QUERIES_IN_FLIGHT};
+pub use sections::{MAX_QUERY_MS, MAX_RULE_TARGETS, MAX_TCP_QUERIES_IN_FLIGHT};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -888,6 +888,18 @@ type = "system"
 
     fn error_of(text: &str) -> ConfigError {
         parse(text, None).expect_err("must be rejected")
+    }
+
+    #[test]
+    fn the_default_resolver_has_at_most_16_targets() {
+        let list = |n: usize| {
+            let t: Vec<String> = (1..=n).map(|i| format!("\"127.0.0.{i}\"")).collect();
+            format!("[resolver]\ntargets = [{}]\n", t.join(", "))
+        };
+        assert!(parse(&list(16), None).is_ok());
+        let e = error_of(&list(17));
+        assert_eq!(e.key, "resolver.targets");
+        assert!(e.message.contains("at most 16"), "{e}");
     }
 
     #[test]

@@ -178,11 +178,11 @@ pub(super) fn rules(
                     "a forward rule needs at least one target",
                 ));
             }
-            if f.targets.len() > 16 {
+            if let Some(extra) = f.targets.get(super::MAX_RULE_TARGETS) {
                 return Err(cx.err(
                     key("targets"),
-                    f.targets[16].span(),
-                    "at most 16 targets per rule",
+                    extra.span(),
+                    format!("at most {} targets per rule", super::MAX_RULE_TARGETS),
                 ));
             }
             for (j, t) in f.targets.iter().enumerate() {

@@ -26,6 +26,9 @@ use crate::wire;
 
 /// The longest a query may be worked on, across its attempts: five minutes.
 pub const MAX_QUERY_MS: u64 = 300_000;
+/// The most targets a rule or the default resolver may have: failover orders this many.
+pub const MAX_RULE_TARGETS: usize = 16;
+
 /// The most queries one TCP connection may have in flight.
 pub const MAX_TCP_QUERIES_IN_FLIGHT: u64 = 65_535;
 
@@ -227,6 +230,16 @@ pub(super) fn resolver(
 ) -> Result<ResolverConfig, ConfigError> {
     let r = file.unwrap_or_default();
     let locally_served_zones = r.locally_served_zones.unwrap_or(true);
+    if let Some(list) = &r.targets
+        && let Some(extra) = list.get(MAX_RULE_TARGETS)
+    {
+        // Failover orders at most this many targets: more would never be tried.
+        return Err(cx.err(
+            "resolver.targets",
+            extra.span(),
+            format!("at most {MAX_RULE_TARGETS} targets"),
+        ));
+    }
     Ok(match &r.targets {
         Some(list) => ResolverConfig {
             targets: list
