@@ -328,3 +328,81 @@ async fn a_popular_entry_is_refreshed_before_it_expires() {
     assert_eq!(metric(&text, "dohgate_cache_prefetches_total", &[]), 1.0);
     gw.shutdown().await;
 }
+
+/// Static stability when the link is cut (RFC 8767's client response timer): with a
+/// blackholed upstream (it receives and never answers), a name with an expired entry is
+/// answered from it once the timer expires, not after the whole two-attempt budget; and while
+/// every target is known to be down, at once, without asking the upstream at all.
+#[tokio::test]
+async fn a_blackholed_upstream_costs_a_stale_name_only_the_client_timer() {
+    let stub = Stub::start(Behavior::AnswerTtl(IP, 1)).await;
+    // The default attempt (1.5 s) and query budget (4 s): a blackholed target used to cost
+    // every stale answer about 3 s.
+    let gw = gateway(&format!(
+        "{}[cache]\nserve_stale_ms = 60000\nstale_answer_client_timeout_ms = 300\n",
+        resolver(&stub)
+    ))
+    .await;
+    let addr = gw.do53_addr().expect("do53");
+    let names = [
+        "s1.example.test",
+        "s2.example.test",
+        "s3.example.test",
+        "s4.example.test",
+    ];
+    for (id, name) in names.iter().enumerate() {
+        assert_eq!(
+            udp(addr, &query(id as u16, name, A, None)).await.addrs,
+            vec![IP]
+        );
+    }
+    stub.set(Behavior::Silent);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+
+    for (id, name) in names.iter().enumerate() {
+        let raw = try_udp_raw(
+            addr,
+            &query(10 + id as u16, name, A, None),
+            Duration::from_millis(1200),
+        )
+        .await
+        .unwrap_or_else(|| panic!("{name}: no answer within 1.2 s, the client timer is 0.3 s"));
+        let a = Answer::parse(&raw);
+        assert_eq!((a.rcode, a.addrs.clone()), (0, vec![IP]), "{name}: stale");
+        assert_eq!(ttls(&raw), [30]);
+    }
+
+    // The exchanges went on in the background and failed: the target is known to be down.
+    let admin = gw.addrs().admin.expect("admin");
+    let until = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, m) = http_get(admin, "/metrics").await;
+        if metric(&m, "dohgate_target_healthy", &[]) == 0.0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the silent target never became unhealthy"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Now a stale name is answered at once, and nothing is asked of the dead upstream for it.
+    let late = "s1.example.test";
+    let before = stub
+        .seen()
+        .iter()
+        .filter(|s| s.name == format!("{late}."))
+        .count();
+    let a = udp(addr, &query(20, late, A, None)).await;
+    assert_eq!((a.rcode, a.addrs), (0, vec![IP]));
+    let after = stub
+        .seen()
+        .iter()
+        .filter(|s| s.name == format!("{late}."))
+        .count();
+    assert_eq!(
+        after, before,
+        "answered from the entry without a query upstream"
+    );
+    gw.shutdown().await;
+}

@@ -277,6 +277,21 @@ impl AnswerCache {
         (!entry.refreshing.swap(true, Ordering::Relaxed)).then_some(permit)
     }
 
+    /// True if an expired entry for the query could still answer (RFC 8767), without
+    /// counting anything: whether waiting on the targets has a fallback.
+    pub fn has_stale(&self, msg: &[u8], q: &Query, route: u32, now: Instant) -> bool {
+        if self.config.serve_stale.is_zero() {
+            return false;
+        }
+        let mut buf = [0u8; KEY_MAX];
+        let key = cache_key(msg, q, route, &mut buf);
+        self.cache.peek(key).is_some_and(|entry| {
+            let age = now.saturating_duration_since(entry.stored);
+            let fresh_for = Duration::from_secs(u64::from(entry.ttl));
+            age.saturating_sub(fresh_for) < self.config.serve_stale
+        })
+    }
+
     /// An expired answer to serve when every target failed (RFC 8767): TTLs set to
     /// `stale_ttl`, if the entry expired less than `serve_stale` ago. A fresh entry (stored by
     /// a concurrent query meanwhile) is served as a hit.

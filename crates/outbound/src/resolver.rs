@@ -279,6 +279,15 @@ impl Resolver {
             }
             return hit.answer;
         }
+        // RFC 8767: with an expired entry to fall back on, a client is not kept waiting on
+        // targets that do not answer.
+        if let Some((c, (zone, key))) = cache
+            && c.has_stale(msg, q, key, std::time::Instant::now())
+        {
+            return self
+                .forward_or_stale(targets, msg, q, client_udp, (c, zone, key), route)
+                .await;
+        }
         let forwarded = targets
             .forward(
                 msg,
@@ -290,28 +299,81 @@ impl Resolver {
             .await;
         route.target = forwarded.target;
         match forwarded.answer {
-            Some(mut answer) => {
+            Some(answer) => {
                 if let Some((c, (zone, key))) = cache {
                     let _ = c.insert(msg, q, &answer, zone, key, std::time::Instant::now());
                 }
-                // The client gets its own ID and its question exactly as sent (0x20 case
-                // included): the target may have changed the case.
-                wire::set_id(&mut answer, q.id);
-                let qbytes = q.question.bytes(msg);
-                if let Some(dst) = answer.get_mut(wire::HEADER_LEN..q.question.end) {
-                    dst.copy_from_slice(qbytes);
-                }
-                answer
+                for_client(answer, msg, q)
             }
-            None => {
-                // RFC 8767: an expired answer beats SERVFAIL when every target is down.
-                if let Some((c, (_, key))) = cache
-                    && let Some(stale) = c.stale(msg, q, key, std::time::Instant::now())
-                {
-                    return stale;
+            None => wire::error_response(msg, Rcode::ServFail).unwrap_or_default(),
+        }
+    }
+
+    /// Forwards a query that has an expired entry to fall back on (RFC 8767):
+    /// - while every target is known to be down, the entry answers at once (the targets are
+    ///   asked again once their pause is over);
+    /// - otherwise the exchange runs as a task of its own, and if no answer has come when the
+    ///   client response timer (`cache.stale_answer_client_timeout_ms`) expires, the entry
+    ///   answers while the exchange goes on and refreshes the cache when it succeeds.
+    async fn forward_or_stale(
+        &self,
+        targets: &TargetSet,
+        msg: &[u8],
+        q: &Query,
+        client_udp: Option<usize>,
+        (cache, zone, key): (&Arc<AnswerCache>, &[u8], u32),
+        route: &mut Route,
+    ) -> Vec<u8> {
+        let stale = || cache.stale(msg, q, key, std::time::Instant::now());
+        let servfail = || wire::error_response(msg, Rcode::ServFail).unwrap_or_default();
+        if !targets.any_healthy()
+            && let Some(answer) = stale()
+        {
+            route.target = targets.targets().first().cloned();
+            return answer;
+        }
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        let exchange = {
+            let (targets, msg, q, options) = (targets.clone(), msg.to_vec(), *q, self.options);
+            let (cache, zone) = (cache.clone(), zone.to_vec());
+            async move {
+                let forwarded = targets
+                    .forward(
+                        &msg,
+                        &q.question,
+                        client_udp,
+                        options.attempt,
+                        options.budget,
+                    )
+                    .await;
+                if let Some(answer) = &forwarded.answer {
+                    let _ = cache.insert(&msg, &q, answer, &zone, key, std::time::Instant::now());
                 }
-                wire::error_response(msg, Rcode::ServFail).unwrap_or_default()
+                let _ = tx.send(forwarded);
             }
+        };
+        tokio::spawn(exchange);
+        let timer = cache.config().stale_answer_client_timeout;
+        let forwarded = if timer.is_zero() {
+            rx.await
+        } else {
+            tokio::select! {
+                r = &mut rx => r,
+                _ = tokio::time::sleep(timer) => match stale() {
+                    Some(answer) => return answer,
+                    // Evicted meanwhile: wait for the exchange after all.
+                    None => rx.await,
+                },
+            }
+        };
+        let Ok(forwarded) = forwarded else {
+            return servfail();
+        };
+        route.target = forwarded.target;
+        match forwarded.answer {
+            Some(answer) => for_client(answer, msg, q),
+            // Every target failed: RFC 8767's fallback.
+            None => stale().unwrap_or_else(servfail),
         }
     }
 
@@ -345,4 +407,14 @@ impl Resolver {
             drop(permit);
         });
     }
+}
+
+/// A target's answer as the client gets it: its own ID and its question exactly as sent (0x20
+/// case included), since the target may have changed the case.
+fn for_client(mut answer: Vec<u8>, msg: &[u8], q: &Query) -> Vec<u8> {
+    wire::set_id(&mut answer, q.id);
+    if let Some(dst) = answer.get_mut(wire::HEADER_LEN..q.question.end) {
+        dst.copy_from_slice(q.question.bytes(msg));
+    }
+    answer
 }

@@ -173,6 +173,7 @@ pub struct CacheFile {
     pub enabled: Option<bool>,
     pub max_bytes: Option<Spanned<u64>>,
     pub serve_stale_ms: Option<Spanned<u64>>,
+    pub stale_answer_client_timeout_ms: Option<Spanned<u64>>,
     pub stale_ttl: Option<Spanned<u64>>,
     pub min_ttl: Option<Spanned<u64>>,
     pub max_ttl: Option<Spanned<u64>>,
@@ -392,6 +393,10 @@ pub struct CacheConfig {
     /// How long past its expiry an entry may still answer when every target fails (RFC 8767);
     /// zero: never.
     pub serve_stale: Duration,
+    /// RFC 8767's client response timer: a query that has a stale entry and no answer from a
+    /// target within this long is answered from the entry, while the refresh goes on in the
+    /// background. Zero: a stale entry answers only once every target has failed.
+    pub stale_answer_client_timeout: Duration,
     /// The TTL of stale answers.
     pub stale_ttl: u32,
     /// Bounds for how long an answer is kept, whatever its records' TTLs say.
@@ -407,6 +412,7 @@ impl Default for CacheConfig {
             enabled: true,
             max_bytes: 64 * 1024 * 1024,
             serve_stale: Duration::from_secs(86_400),
+            stale_answer_client_timeout: Duration::from_millis(1800),
             stale_ttl: 30,
             min_ttl: 0,
             max_ttl: 86_400,

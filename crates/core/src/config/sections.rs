@@ -179,6 +179,13 @@ pub(super) fn cache(cx: &Ctx<'_>, file: Option<CacheFile>) -> Result<CacheConfig
             0,
             30 * day * 1000,
         )?),
+        stale_answer_client_timeout: cx.ms(
+            "cache.stale_answer_client_timeout_ms",
+            &cf.stale_answer_client_timeout_ms,
+            dc.stale_answer_client_timeout,
+            0,
+            MAX_QUERY_MS,
+        )?,
         stale_ttl: within("cache.stale_ttl", &cf.stale_ttl, 30, 1, day)? as u32,
         min_ttl: within("cache.min_ttl", &cf.min_ttl, 0, 0, day)? as u32,
         max_ttl: within("cache.max_ttl", &cf.max_ttl, day, 1, 7 * day)? as u32,
