@@ -710,3 +710,84 @@ async fn a_start_that_fails_part_way_stops_what_it_started() {
     }
     drop(taken);
 }
+
+/// With `refuse = "drop"` a client outside the allow-list gets nothing at all: its datagrams
+/// are dropped and its TCP and DoH connections closed at once (before any TLS work), each
+/// counted; clients inside the list are served as usual.
+#[tokio::test]
+async fn refuse_drop_gives_clients_outside_the_list_nothing() {
+    use tokio::io::AsyncReadExt;
+    let stub = Stub::start(Behavior::Answer(IP_DEFAULT)).await;
+    let gw = gateway(&format!(
+        "{}[[inbound]]\nname = \"locked\"\nlisten = [\"127.0.0.1:0\"]\n\
+         listen_doh_plain = [\"127.0.0.1:0\"]\nallow = [\"10.0.0.0/8\"]\nrefuse = \"drop\"\n\
+         [[inbound]]\nname = \"open\"\nlisten = [\"127.0.0.1:0\"]\nallow = [\"127.0.0.0/8\"]\n",
+        resolver(&stub)
+    ))
+    .await;
+    let locked = gw.addrs().do53[0].1;
+    let open = gw.addrs().do53[1].1;
+    let q = query(9, "example.com", A, None);
+    assert_eq!(
+        try_udp_raw(locked, &q, Duration::from_millis(400)).await,
+        None,
+        "no REFUSED, nothing"
+    );
+    for addr in [locked, gw.addrs().doh_plain[0].1] {
+        let mut conn = TcpStream::connect(addr).await.expect("the kernel accepts");
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(Duration::from_secs(2), conn.read(&mut buf))
+            .await
+            .expect("closed at once");
+        assert!(matches!(read, Ok(0) | Err(_)), "{addr}: closed unanswered");
+    }
+    assert_eq!(udp(open, &q).await.addrs, vec![IP_DEFAULT]);
+    assert_eq!(
+        stub.count(),
+        1,
+        "only the allowed client's query went upstream"
+    );
+    let (_, m) = http_get(gw.addrs().admin.expect("admin"), "/metrics").await;
+    assert_eq!(
+        metric(
+            &m,
+            "dohgate_refused_clients_total",
+            &[("endpoint", "locked")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "dohgate_inbound_dropped_total",
+            &[("endpoint", "locked"), ("reason", "not_allowed")]
+        ),
+        2.0,
+        "the TCP and the DoH connection"
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn allow_from_on_the_command_line_sets_the_allow_list() {
+    use clap::Parser as _;
+    let stub = Stub::start(Behavior::Answer(IP_DEFAULT)).await;
+    let cli = dohgate::cli::Cli::parse_from([
+        "dohgate".to_string(),
+        "--listen-do53".to_string(),
+        "127.0.0.1:0".to_string(),
+        "--upstream".to_string(),
+        stub.addr.to_string(),
+        "--allow-from".to_string(),
+        "10.0.0.0/8".to_string(),
+        "--admin".to_string(),
+        "127.0.0.1:0".to_string(),
+    ]);
+    let gw = dohgate::start(cli.load_config().expect("valid flags"))
+        .await
+        .expect("starts");
+    let a = udp(gw.do53_addr().expect("do53"), &query(1, "x.test", A, None)).await;
+    assert_eq!(a.rcode, 5, "127.0.0.1 is not in 10.0.0.0/8: REFUSED");
+    assert_eq!(stub.count(), 0);
+    gw.shutdown().await;
+}

@@ -4,15 +4,42 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-/// The networks an inbound endpoint accepts queries from. Empty means everyone.
+/// What a client outside an endpoint's allow-list gets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Refuse {
+    /// REFUSED, as Route 53 and most servers answer (the default).
+    #[default]
+    Refused,
+    /// Nothing: the datagram is dropped and a connection closed at once, so a scanner learns
+    /// nothing and no answer can be reflected at a spoofed source.
+    Drop,
+}
+
+/// The networks an inbound endpoint accepts queries from (empty means everyone), and what the
+/// others get.
 #[derive(Clone, Debug, Default)]
 pub struct AllowList {
     nets: Vec<IpNet>,
+    refuse: Refuse,
 }
 
 impl AllowList {
     pub fn new(nets: Vec<IpNet>) -> Self {
-        AllowList { nets }
+        AllowList {
+            nets,
+            refuse: Refuse::Refused,
+        }
+    }
+
+    /// The same list, answering clients outside it with `refuse`.
+    pub fn with_refuse(mut self, refuse: Refuse) -> Self {
+        self.refuse = refuse;
+        self
+    }
+
+    /// What clients outside the list get.
+    pub fn refuse(&self) -> Refuse {
+        self.refuse
     }
 
     pub fn is_open(&self) -> bool {

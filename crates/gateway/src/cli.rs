@@ -46,6 +46,12 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR")]
     pub listen_doh_fips: Vec<SocketAddr>,
 
+    /// Allow only clients in CIDR (e.g. 10.0.0.0/8, or one address) on the endpoint the
+    /// --listen-* flags define (else the first endpoint); others get REFUSED. Repeatable;
+    /// replaces that endpoint's configured allow-list.
+    #[arg(long, value_name = "CIDR")]
+    pub allow_from: Vec<String>,
+
     /// TLS certificate chain (PEM) for the DoH listeners given on the command line.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -150,6 +156,28 @@ impl Cli {
             ep.doh_fips = self.listen_doh_fips.clone();
             ep.doh_plain.clear();
             ep.derive_protocols();
+        }
+        if !self.allow_from.is_empty() {
+            let mut nets = Vec::with_capacity(self.allow_from.len());
+            for a in &self.allow_from {
+                let net = a
+                    .parse::<ipnet::IpNet>()
+                    .or_else(|_| a.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        flag_err(
+                            "--allow-from",
+                            format!("{a:?} is not a CIDR such as 10.0.0.0/8 or an address"),
+                        )
+                    })?;
+                nets.push(net);
+            }
+            let Some(ep) = config.inbound.first_mut() else {
+                return Err(flag_err(
+                    "--allow-from",
+                    "there is no inbound endpoint to use it",
+                ));
+            };
+            ep.allow = nets;
         }
         if let Some(n) = self.threads {
             config.threads = Some(n as usize);
@@ -352,11 +380,12 @@ pub fn describe(config: &Config) -> String {
         let allow = if ep.allow.is_empty() {
             "everyone".to_string()
         } else {
-            ep.allow
-                .iter()
-                .map(|n| n.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
+            let others = match ep.refuse {
+                dohgate_core::acl::Refuse::Refused => "others REFUSED",
+                dohgate_core::acl::Refuse::Drop => "others dropped",
+            };
+            let nets: Vec<String> = ep.allow.iter().map(|n| n.to_string()).collect();
+            format!("{} ({others})", nets.join(", "))
         };
         let _ = writeln!(out, "  allow: {allow}");
         let _ = writeln!(out, "  capacity: {} queries/s", ep.capacity_qps());
@@ -572,6 +601,10 @@ mod tests {
         assert!(e.to_string().starts_with("--upstream"), "{e}");
         let e = cli(&["--block", "a..b"]).load_config().expect_err("bad");
         assert!(e.to_string().starts_with("--block"), "{e}");
+        let e = cli(&["--allow-from", "10.0.0.0/33"])
+            .load_config()
+            .expect_err("bad");
+        assert!(e.to_string().starts_with("--allow-from"), "{e}");
     }
 
     #[test]

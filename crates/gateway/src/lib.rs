@@ -230,7 +230,8 @@ pub async fn start(mut config: Config) -> anyhow::Result<RunningGateway> {
     };
 
     for (id, ep) in config.inbound.iter().enumerate() {
-        let endpoint = Endpoint::with_id(id, ep.name.clone(), AllowList::new(ep.allow.clone()));
+        let allow = AllowList::new(ep.allow.clone()).with_refuse(ep.refuse);
+        let endpoint = Endpoint::with_id(id, ep.name.clone(), allow);
         for &addr in &ep.do53 {
             let (udp_socket, tcp_listener) = bind_do53(addr, udp_options.reuseport).await?;
             let local = udp_socket.local_addr()?;

@@ -147,6 +147,12 @@ impl<H: Handler> DohListener<H> {
             let Some((stream, peer)) = accept(&listener, &shutdown, "doh").await else {
                 break;
             };
+            if !shared.endpoint.allow.allows(peer.ip()) {
+                // Closed before any TLS work: a client the endpoint does not serve costs no
+                // handshake.
+                shared.metrics.not_allowed.inc();
+                continue;
+            }
             let Ok(permit) = connections.clone().try_acquire_owned() else {
                 shared.metrics.connection_limit.inc();
                 drop(stream);

@@ -49,7 +49,7 @@ impl InboundMetrics {
             dropped: counter(
                 INBOUND_DROPPED,
                 "Queries or connections dropped without an answer (reason: incomplete, unanswerable, \
-                 not_a_query, connection_limit)",
+                 not_a_query, connection_limit, not_allowed)",
                 &["endpoint", "protocol", "reason"],
             )?,
             doh_http_responses: counter(
@@ -92,6 +92,9 @@ impl InboundMetrics {
                 protocol,
                 "connection_limit",
             ]),
+            not_allowed: self
+                .dropped
+                .with_label_values(&[endpoint, protocol, "not_allowed"]),
             streams_reset: self.doh_streams_reset.with_label_values(&[endpoint]),
         }
     }
@@ -106,6 +109,8 @@ pub(crate) struct DohListenerMetrics {
     pub open: IntGauge,
     pub accepted: IntCounter,
     pub connection_limit: IntCounter,
+    /// Connections from clients outside the endpoint's allow-list, closed before any TLS work.
+    pub not_allowed: IntCounter,
     pub streams_reset: IntCounter,
 }
 

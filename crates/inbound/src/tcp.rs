@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use dohgate_core::acl::Refuse;
 use dohgate_core::handler::{DnsRequest, Endpoint, Handler, Transport};
 use dohgate_core::{Protocol, wire};
 use prometheus::IntCounter;
@@ -47,6 +48,7 @@ impl Default for TcpOptions {
 
 #[derive(Clone, Debug)]
 struct Counters {
+    not_allowed: IntCounter,
     incomplete: IntCounter,
     unanswerable: IntCounter,
     limit: IntCounter,
@@ -70,6 +72,9 @@ pub async fn serve<H: Handler>(
         .connections_accepted
         .with_label_values(&[ep, "do53"]);
     let counters = Counters {
+        not_allowed: metrics
+            .dropped
+            .with_label_values(&[ep, "do53", "not_allowed"]),
         incomplete: metrics
             .dropped
             .with_label_values(&[ep, "do53", "incomplete"]),
@@ -84,6 +89,11 @@ pub async fn serve<H: Handler>(
         let Some((stream, peer)) = accept(&listener, &shutdown, "do53 tcp").await else {
             break;
         };
+        if endpoint.allow.refuse() == Refuse::Drop && !endpoint.allow.allows(peer.ip()) {
+            // With `refuse = "drop"` a client outside the allow-list gets nothing: closed.
+            counters.not_allowed.inc();
+            continue;
+        }
         let Ok(permit) = connections.clone().try_acquire_owned() else {
             counters.limit.inc();
             drop(stream);

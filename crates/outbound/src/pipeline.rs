@@ -13,6 +13,7 @@
 
 use std::sync::{Arc, OnceLock};
 
+use dohgate_core::acl::Refuse;
 use dohgate_core::handler::{DnsRequest, Handler, Reply, Transport};
 use dohgate_core::wire::{self, Query, Rcode};
 use dohgate_core::{Protocol, WireError};
@@ -68,8 +69,8 @@ impl Pipeline {
         let _ = self.query_log.set(log);
     }
 
-    /// Admits a query or says how to turn it away: REFUSED for a client outside the
-    /// endpoint's allow-list, FORMERR or NOTIMP for a malformed one (nothing for a response,
+    /// Admits a query or says how to turn it away: REFUSED (or nothing, with
+    /// `refuse = "drop"`) for a client outside the endpoint's allow-list, FORMERR or NOTIMP for a malformed one (nothing for a response,
     /// which must never be answered), BADVERS for an EDNS version dohgate does not speak.
     pub fn admit(&self, req: &DnsRequest) -> Result<Query, Reply> {
         let msg = &req.message;
@@ -78,9 +79,12 @@ impl Pipeline {
                 .refused_clients
                 .with_label_values(&[req.endpoint.name.as_str()])
                 .inc();
-            return Err(Reply::Answer(
-                wire::error_response(msg, Rcode::Refused).unwrap_or_default(),
-            ));
+            return Err(match req.endpoint.allow.refuse() {
+                Refuse::Refused => {
+                    Reply::Answer(wire::error_response(msg, Rcode::Refused).unwrap_or_default())
+                }
+                Refuse::Drop => Reply::Drop,
+            });
         }
         let q = wire::parse_query(msg).map_err(|error| {
             self.metrics

@@ -28,6 +28,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use toml::Spanned;
 
+use crate::acl::Refuse;
 use crate::error::ConfigError;
 use crate::protocol::{Protocol, ProtocolSet};
 use crate::rules::{ForwardingRule, RuleSet};
@@ -143,6 +144,8 @@ pub struct InboundFile {
     /// Client networks allowed to query; empty or absent: everyone.
     #[serde(default)]
     pub allow: Vec<Spanned<String>>,
+    /// What clients outside `allow` get: `refused` (default) or `drop`.
+    pub refuse: Option<Spanned<String>>,
     pub tls_cert: Option<Spanned<String>>,
     pub tls_key: Option<Spanned<String>>,
     pub doh_path: Option<Spanned<String>>,
@@ -443,6 +446,8 @@ pub struct InboundEndpoint {
     /// Cleartext DoH addresses (protocol DoH), for use behind a TLS-terminating proxy.
     pub doh_plain: Vec<SocketAddr>,
     pub allow: Vec<IpNet>,
+    /// What clients outside `allow` get.
+    pub refuse: Refuse,
     pub tls: Option<TlsFiles>,
     pub doh_path: String,
     /// The configured capacity; `None`: [`CAPACITY_QPS_PER_ADDRESS`] per listen address.
@@ -464,6 +469,7 @@ impl InboundEndpoint {
             doh_fips: Vec::new(),
             doh_plain: Vec::new(),
             allow: Vec::new(),
+            refuse: Refuse::Refused,
             tls: None,
             doh_path: DEFAULT_DOH_PATH.to_string(),
             capacity_qps: None,

@@ -20,6 +20,7 @@ use super::{
     QueryLogDest, QueryLogFile, ResolverConfig, ResolverFile, RuntimeFile, ServerFile, Timeouts,
     TimeoutsFile,
 };
+use crate::acl::Refuse;
 use crate::error::ConfigError;
 use crate::protocol::Protocol;
 use crate::wire;
@@ -333,6 +334,19 @@ pub(super) fn inbound(
                     )
                 })?;
             e.allow.push(net);
+        }
+        if let Some(r) = &f.refuse {
+            e.refuse = match r.get_ref().to_ascii_lowercase().as_str() {
+                "refused" => Refuse::Refused,
+                "drop" => Refuse::Drop,
+                other => {
+                    return Err(cx.err(
+                        key("refuse"),
+                        r.span(),
+                        format!("{other:?} is not \"refused\" or \"drop\""),
+                    ));
+                }
+            };
         }
         e.tls = cx.cert_and_key(&key, "tls_cert", &f.tls_cert, "tls_key", &f.tls_key)?;
         if let Some(p) = &f.doh_path {
