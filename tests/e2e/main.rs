@@ -12,4 +12,5 @@ mod doh_out;
 mod firewall;
 mod observability;
 mod profiles;
+mod ratelimit;
 mod support;

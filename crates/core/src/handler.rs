@@ -87,6 +87,9 @@ pub enum Reply {
         error: WireError,
         answer: Option<Vec<u8>>,
     },
+    /// The client is over its rate limit. Do53 sends `answer` when there is one (REFUSED, or
+    /// an empty answer with TC set); DoH answers HTTP 429 with `Retry-After`.
+    Limited { answer: Option<Vec<u8>> },
     /// Send nothing.
     Drop,
 }
@@ -96,7 +99,7 @@ impl Reply {
     pub fn into_message(self) -> Option<Vec<u8>> {
         match self {
             Reply::Answer(m) => Some(m),
-            Reply::Malformed { answer, .. } => answer,
+            Reply::Malformed { answer, .. } | Reply::Limited { answer } => answer,
             Reply::Drop => None,
         }
     }
@@ -105,7 +108,7 @@ impl Reply {
     pub fn message(&self) -> Option<&[u8]> {
         match self {
             Reply::Answer(m) => Some(m),
-            Reply::Malformed { answer, .. } => answer.as_deref(),
+            Reply::Malformed { answer, .. } | Reply::Limited { answer } => answer.as_deref(),
             Reply::Drop => None,
         }
     }

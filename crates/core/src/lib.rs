@@ -10,6 +10,7 @@ pub mod firewall;
 pub mod handler;
 pub mod local;
 pub mod protocol;
+pub mod ratelimit;
 pub mod rules;
 pub mod target;
 pub mod wire;

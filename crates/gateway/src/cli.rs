@@ -52,6 +52,12 @@ pub struct Cli {
     #[arg(long, value_name = "CIDR")]
     pub allow_from: Vec<String>,
 
+    /// Limit each client /24 (IPv4) or /56 (IPv6) to QPS queries per second (burst 2 x QPS)
+    /// over UDP and DoH on the endpoint the --listen-* flags define (else the first); over it,
+    /// REFUSED (HTTP 429 over DoH).
+    #[arg(long, value_name = "QPS", value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub rate_limit: Option<u32>,
+
     /// TLS certificate chain (PEM) for the DoH listeners given on the command line.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -178,6 +184,19 @@ impl Cli {
                 ));
             };
             ep.allow = nets;
+        }
+        if let Some(qps) = self.rate_limit {
+            let Some(ep) = config.inbound.first_mut() else {
+                return Err(flag_err(
+                    "--rate-limit",
+                    "there is no inbound endpoint to use it",
+                ));
+            };
+            ep.rate_limit = Some(dohgate_core::ratelimit::RateLimitConfig {
+                qps,
+                burst: qps.saturating_mul(2),
+                ..Default::default()
+            });
         }
         if let Some(n) = self.threads {
             config.threads = Some(n as usize);

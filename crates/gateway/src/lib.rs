@@ -183,12 +183,15 @@ pub async fn start(mut config: Config) -> anyhow::Result<RunningGateway> {
         .with_cache(cache),
     );
     let policy = PolicyStage::new(&config.firewall, &config.inbound, &outbound_metrics);
-    let pipeline = Arc::new(Pipeline::new(
-        policy,
-        resolver.clone(),
-        &endpoint_names,
-        outbound_metrics,
-    ));
+    let limits: Vec<_> = config
+        .inbound
+        .iter()
+        .map(|e| (e.name.clone(), e.rate_limit))
+        .collect();
+    let pipeline = Arc::new(
+        Pipeline::new(policy, resolver.clone(), &endpoint_names, outbound_metrics)
+            .with_rate_limits(&limits),
+    );
     if let Some(log) = querylog::start(
         &config.query_log,
         resolver.rules(),

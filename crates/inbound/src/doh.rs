@@ -499,6 +499,7 @@ impl<H: Handler> Shared<H> {
         match reply {
             Reply::Answer(answer) => Ok(answer),
             Reply::Malformed { error, .. } => Err(DohError::Malformed(error)),
+            Reply::Limited { .. } => Err(DohError::RateLimited),
             Reply::Drop => Err(DohError::NoAnswer),
         }
     }
@@ -712,6 +713,10 @@ fn error_response(e: DohError) -> Response<Full<Bytes>> {
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if e == DohError::MethodNotAllowed {
         headers.insert(ALLOW, HeaderValue::from_static("GET, POST"));
+    }
+    if e == DohError::RateLimited {
+        // A token comes back within a second at any configured rate.
+        headers.insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
     response
 }

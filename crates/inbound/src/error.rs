@@ -72,6 +72,8 @@ pub enum DohError {
     Malformed(WireError),
     #[error("no answer")]
     NoAnswer,
+    #[error("too many queries from your network: slow down")]
+    RateLimited,
 }
 
 impl DohError {
@@ -91,6 +93,7 @@ impl DohError {
             DohError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             DohError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             DohError::NoAnswer => StatusCode::INTERNAL_SERVER_ERROR,
+            DohError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 }

@@ -39,6 +39,7 @@ pub struct OutboundMetrics {
     pub cache_uncacheable: IntCounterVec,
     pub firewall_matches: IntCounterVec,
     pub firewall_unreadable: IntCounterVec,
+    pub rate_limited: IntCounterVec,
 }
 
 impl OutboundMetrics {
@@ -186,6 +187,12 @@ impl OutboundMetrics {
                 "Firewall rules that decided a query or a name in its answer's redirection chain, \
                  by rule group, rule and action (allow, alert, block)",
                 &["rule_group", "rule", "action"],
+            )?,
+            rate_limited: counter(
+                "dohgate_rate_limited_total",
+                "Queries over their client prefix's rate limit, by inbound endpoint and action \
+                 (refused, truncate, drop; DoH answers 429 whatever the action)",
+                &["endpoint", "action"],
             )?,
             firewall_unreadable: counter(
                 "dohgate_firewall_unreadable_answers_total",

@@ -1,7 +1,7 @@
 //! The query pipeline: the [`Handler`] every listener hands its queries to. A query meets its
 //! stages in this order, and each one is a function below:
 //!
-//! 1. **admit** ([`Pipeline::admit`]): the endpoint's allow-list, then the query is parsed
+//! 1. **admit** ([`Pipeline::admit`]): the endpoint's allow-list and rate limit, then the query is parsed
 //!    once (the parsed [`Query`], offsets into the bytes, travels on: no later stage and no
 //!    listener parses it again), then the EDNS version check;
 //! 2. **policy** ([`PolicyStage`]): the DNS Firewall, on the question before routing (a block
@@ -15,6 +15,7 @@ use std::sync::{Arc, OnceLock};
 
 use dohgate_core::acl::Refuse;
 use dohgate_core::handler::{DnsRequest, Handler, Reply, Transport};
+use dohgate_core::ratelimit::{LimitAction, RateLimitConfig, RateLimiter};
 use dohgate_core::wire::{self, Query, Rcode};
 use dohgate_core::{Protocol, WireError};
 use prometheus::{Histogram, IntCounter};
@@ -28,6 +29,8 @@ use crate::resolver::Resolver;
 /// The stages of the query path around the [`Resolver`]; implements the core [`Handler`].
 #[derive(Debug)]
 pub struct Pipeline {
+    /// By inbound endpoint id: its rate limiter, if it has one.
+    limits: Vec<Option<Limit>>,
     /// `None` when no endpoint has a firewall rule group.
     policy: Option<PolicyStage>,
     resolver: Arc<Resolver>,
@@ -51,12 +54,30 @@ impl Pipeline {
             .map(|e| EndpointHandles::new(&metrics, e))
             .collect();
         Pipeline {
+            limits: Vec::new(),
             policy,
             resolver,
             metrics,
             endpoints,
             query_log: OnceLock::new(),
         }
+    }
+
+    /// Rate limits per client prefix, by inbound endpoint (in id order, `None` for none).
+    pub fn with_rate_limits(mut self, limits: &[(String, Option<RateLimitConfig>)]) -> Self {
+        self.limits = limits
+            .iter()
+            .map(|(endpoint, config)| {
+                config.map(|c| Limit {
+                    over: self
+                        .metrics
+                        .rate_limited
+                        .with_label_values(&[endpoint.as_str(), c.action.as_str()]),
+                    limiter: RateLimiter::new(c),
+                })
+            })
+            .collect();
+        self
     }
 
     /// The route stage.
@@ -86,6 +107,9 @@ impl Pipeline {
                 Refuse::Drop => Reply::Drop,
             });
         }
+        if let Some(reply) = self.over_limit(req) {
+            return Err(reply);
+        }
         let q = wire::parse_query(msg).map_err(|error| {
             self.metrics
                 .malformed
@@ -105,6 +129,33 @@ impl Pipeline {
             ));
         }
         Ok(q)
+    }
+
+    /// The reply for a query over its client prefix's rate, or `None` to go on. Do53 over TCP
+    /// is not limited: its client completed a handshake from its address, so it cannot be
+    /// spoofed, and it is where `truncate` sends honest clients; connection caps bound it.
+    fn over_limit(&self, req: &DnsRequest) -> Option<Reply> {
+        if req.transport == Transport::Tcp {
+            return None;
+        }
+        let limit = self.limits.get(req.endpoint.id)?.as_ref()?;
+        if limit
+            .limiter
+            .allow(req.client.ip(), std::time::Instant::now())
+        {
+            return None;
+        }
+        limit.over.inc();
+        let msg = &req.message;
+        let answer = match limit.limiter.config().action {
+            LimitAction::Refused => wire::error_response(msg, Rcode::Refused),
+            LimitAction::Truncate => wire::error_response(msg, Rcode::NoError).map(|mut a| {
+                a[2] |= (wire::FLAG_TC >> 8) as u8;
+                a
+            }),
+            LimitAction::Drop => None,
+        };
+        Some(Reply::Limited { answer })
     }
 
     /// Admits, checks against the firewall, routes, checks the answer, and cuts it to a UDP
@@ -196,6 +247,13 @@ impl Handler for Pipeline {
         self.observe(request, &reply, route, started);
         reply
     }
+}
+
+/// One endpoint's rate limiter and the counter of what it limits.
+#[derive(Debug)]
+struct Limit {
+    limiter: RateLimiter,
+    over: IntCounter,
 }
 
 /// Metric handles of one inbound endpoint, resolved at start so the hot path does no label

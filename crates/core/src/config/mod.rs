@@ -31,6 +31,7 @@ use toml::Spanned;
 use crate::acl::Refuse;
 use crate::error::ConfigError;
 use crate::protocol::{Protocol, ProtocolSet};
+use crate::ratelimit::RateLimitConfig;
 use crate::rules::{ForwardingRule, RuleSet};
 use crate::target::{DEFAULT_DOH_PATH, DohMethod, TargetSpec, parse_addr};
 use crate::wire;
@@ -146,6 +147,8 @@ pub struct InboundFile {
     pub allow: Vec<Spanned<String>>,
     /// What clients outside `allow` get: `refused` (default) or `drop`.
     pub refuse: Option<Spanned<String>>,
+    /// Queries per second per client prefix, over UDP and DoH.
+    pub rate_limit: Option<Spanned<RateLimitFile>>,
     pub tls_cert: Option<Spanned<String>>,
     pub tls_key: Option<Spanned<String>>,
     pub doh_path: Option<Spanned<String>>,
@@ -156,6 +159,17 @@ pub struct InboundFile {
     /// The name the DoH listeners' certificate is valid for: `_dns.resolver.arpa` (RFC 9462)
     /// designates them under it; absent: no designation.
     pub ddr_name: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitFile {
+    pub qps: u64,
+    pub burst: Option<u64>,
+    pub action: Option<String>,
+    pub ipv4_prefix: Option<u64>,
+    pub ipv6_prefix: Option<u64>,
+    pub table_size: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -448,6 +462,8 @@ pub struct InboundEndpoint {
     pub allow: Vec<IpNet>,
     /// What clients outside `allow` get.
     pub refuse: Refuse,
+    /// Per-client-prefix rate limit over UDP and DoH; `None`: none.
+    pub rate_limit: Option<RateLimitConfig>,
     pub tls: Option<TlsFiles>,
     pub doh_path: String,
     /// The configured capacity; `None`: [`CAPACITY_QPS_PER_ADDRESS`] per listen address.
@@ -470,6 +486,7 @@ impl InboundEndpoint {
             doh_plain: Vec::new(),
             allow: Vec::new(),
             refuse: Refuse::Refused,
+            rate_limit: None,
             tls: None,
             doh_path: DEFAULT_DOH_PATH.to_string(),
             capacity_qps: None,

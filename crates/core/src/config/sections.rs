@@ -17,12 +17,13 @@ use toml::Spanned;
 use super::{
     AdminFile, AdminLimits, CacheConfig, CacheFile, Ctx, InboundEndpoint, InboundFile, Limits,
     LimitsFile, MAX_CONNECTIONS, MAX_THREADS, OutboundEndpoint, OutboundFile, QueryLogConfig,
-    QueryLogDest, QueryLogFile, ResolverConfig, ResolverFile, RuntimeFile, ServerFile, Timeouts,
-    TimeoutsFile,
+    QueryLogDest, QueryLogFile, RateLimitFile, ResolverConfig, ResolverFile, RuntimeFile,
+    ServerFile, Timeouts, TimeoutsFile,
 };
 use crate::acl::Refuse;
 use crate::error::ConfigError;
 use crate::protocol::Protocol;
+use crate::ratelimit::{LimitAction, RateLimitConfig};
 use crate::wire;
 
 /// The longest a query may be worked on, across its attempts: five minutes.
@@ -348,6 +349,9 @@ pub(super) fn inbound(
                 }
             };
         }
+        if let Some(r) = &f.rate_limit {
+            e.rate_limit = Some(rate_limit(cx, &key("rate_limit"), r)?);
+        }
         e.tls = cx.cert_and_key(&key, "tls_cert", &f.tls_cert, "tls_key", &f.tls_key)?;
         if let Some(p) = &f.doh_path {
             if !p.get_ref().starts_with('/') {
@@ -389,6 +393,54 @@ pub(super) fn inbound(
         inbound.push(e);
     }
     Ok(inbound)
+}
+
+/// An endpoint's `rate_limit = { qps = N, ... }`.
+fn rate_limit(
+    cx: &Ctx<'_>,
+    key: &str,
+    r: &Spanned<RateLimitFile>,
+) -> Result<RateLimitConfig, ConfigError> {
+    let f = r.get_ref();
+    let d = RateLimitConfig::default();
+    let bad = |what: String| cx.err(key, r.span(), what);
+    let within = |name: &str, v: u64, min: u64, max: u64| {
+        if (min..=max).contains(&v) {
+            Ok(v)
+        } else {
+            Err(bad(format!("{name} must be between {min} and {max}")))
+        }
+    };
+    let qps = within("qps", f.qps, 1, 10_000_000)? as u32;
+    let burst = within(
+        "burst",
+        f.burst.unwrap_or(u64::from(qps) * 2),
+        1,
+        20_000_000,
+    )? as u32;
+    let action = match f.action.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("refused") => LimitAction::Refused,
+        Some("truncate") => LimitAction::Truncate,
+        Some("drop") => LimitAction::Drop,
+        Some(other) => {
+            return Err(bad(format!(
+                "action {other:?} is not \"refused\", \"truncate\" or \"drop\""
+            )));
+        }
+    };
+    Ok(RateLimitConfig {
+        qps,
+        burst,
+        action,
+        ipv4_prefix: within("ipv4_prefix", f.ipv4_prefix.unwrap_or(24), 8, 32)? as u8,
+        ipv6_prefix: within("ipv6_prefix", f.ipv6_prefix.unwrap_or(56), 16, 128)? as u8,
+        table_size: within(
+            "table_size",
+            f.table_size.unwrap_or(d.table_size as u64),
+            1024,
+            1 << 24,
+        )? as usize,
+    })
 }
 
 /// The `[[outbound]]` sections.
