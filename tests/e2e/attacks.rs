@@ -232,3 +232,64 @@ async fn chaos_queries_are_answered_here_and_never_forwarded() {
     assert_eq!(stub.count(), 0);
     gw.shutdown().await;
 }
+
+/// One client address cannot take a listener's connections: past
+/// `limits.connections_per_client` its new connections are closed at once and counted, while
+/// another address is served.
+#[tokio::test]
+async fn one_client_cannot_hold_every_connection() {
+    use tokio::net::TcpSocket;
+    let stub = Stub::start(Behavior::Answer(IP_DEFAULT)).await;
+    let gw = gateway(&format!(
+        "[limits]\nconnections_per_client = 3\n{}[[inbound]]\nname = \"test\"\n\
+         listen = [\"127.0.0.1:0\"]\nlisten_doh_plain = [\"127.0.0.1:0\"]\n",
+        resolver(&stub)
+    ))
+    .await;
+    let do53 = gw.do53_addr().expect("do53");
+    let doh = gw.addrs().doh_plain[0].1;
+    for addr in [do53, doh] {
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            held.push(TcpStream::connect(addr).await.expect("connect"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut fourth = TcpStream::connect(addr)
+            .await
+            .expect("the kernel accepts it");
+        assert!(
+            closed_within(&mut fourth, Duration::from_secs(2)).await,
+            "{addr}: a fourth connection from 127.0.0.1 is closed"
+        );
+        // Another address of the loopback range is its own client.
+        let other = TcpSocket::new_v4().expect("socket");
+        other
+            .bind("127.0.1.1:0".parse().expect("addr"))
+            .expect("bind 127.0.1.1");
+        let mut other = other.connect(addr).await.expect("connect");
+        if addr == do53 {
+            tcp_send(&mut other, &query(7, "other.test", A, None)).await;
+            let a = Answer::parse(&tcp_recv(&mut other).await.expect("served"));
+            assert_eq!(a.addrs, vec![IP_DEFAULT], "127.0.1.1 is served meanwhile");
+        }
+        drop(other);
+        drop(held);
+    }
+    // With the three gone, 127.0.0.1 is served again.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        tcp(do53, &query(1, "again.test", A, None)).await.addrs,
+        vec![IP_DEFAULT]
+    );
+    let (_, m) = http_get(gw.addrs().admin.expect("admin"), "/metrics").await;
+    assert_eq!(
+        metric(
+            &m,
+            "dohgate_inbound_dropped_total",
+            &[("reason", "client_limit")]
+        ),
+        2.0,
+        "one refused connection per listener"
+    );
+    gw.shutdown().await;
+}

@@ -156,6 +156,8 @@ pub(crate) struct Spawner<'a, H> {
     pub grace: Duration,
     /// `limits.doh_connections`: connections each listener may hold at once.
     pub max_connections: usize,
+    /// `limits.connections_per_client`: connections one client address may hold per listener.
+    pub max_per_client: u32,
 }
 
 impl<H: Handler> Spawner<'_, H> {
@@ -171,6 +173,7 @@ impl<H: Handler> Spawner<'_, H> {
             path: ep.doh_path.clone(),
             shutdown_grace: self.grace,
             max_connections: self.max_connections,
+            max_per_client: self.max_per_client,
             ..DohOptions::default()
         };
         let kinds = [

@@ -217,6 +217,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<RunningGateway> {
         workers: &workers,
         grace: config.timeouts.shutdown_grace,
         max_connections: config.limits.doh_connections,
+        max_per_client: config.limits.connections_per_client,
     };
     let mut addrs = LocalAddrs::default();
     let tcp_options = tcp::TcpOptions {
@@ -224,6 +225,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<RunningGateway> {
         read_timeout: config.timeouts.tcp_idle.min(Duration::from_secs(5)),
         max_connections: config.limits.tcp_connections,
         max_in_flight: config.limits.tcp_queries_in_flight,
+        max_per_client: config.limits.connections_per_client,
         ..tcp::TcpOptions::default()
     };
 

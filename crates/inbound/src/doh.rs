@@ -35,6 +35,7 @@ use tokio_util::task::TaskTracker;
 use crate::accept::accept;
 use crate::error::{DohError, TlsError};
 use crate::metrics::{DohListenerMetrics, InboundMetrics};
+use crate::per_client::{ClientSlot, PerClient};
 use crate::ready::ready_now;
 use crate::workers::Workers;
 
@@ -55,6 +56,8 @@ pub struct DohOptions {
     /// Connections open at once (`limits.doh_connections`); past it new connections are
     /// closed at once and counted.
     pub max_connections: usize,
+    /// Connections one client address may hold at once; 0: no cap.
+    pub max_per_client: u32,
     /// HTTP/2 streams one connection may have open at once.
     pub max_concurrent_streams: u32,
     /// The largest request head (HTTP/1.1) or header list (HTTP/2), which bounds the query a
@@ -74,6 +77,7 @@ impl Default for DohOptions {
         DohOptions {
             path: dohgate_core::target::DEFAULT_DOH_PATH.to_string(),
             max_connections: dohgate_core::config::Limits::default().doh_connections,
+            max_per_client: 0,
             max_concurrent_streams: 256,
             max_header_bytes: 16 * 1024,
             tls_handshake_timeout: Duration::from_secs(10),
@@ -143,6 +147,7 @@ impl<H: Handler> DohListener<H> {
         let hard_stop = CancellationToken::new();
         let shared = Arc::new(Shared::new(self, &tracker, &shutdown, &hard_stop));
         let connections = Arc::new(Semaphore::new(shared.options.max_connections));
+        let per_client = PerClient::new(shared.options.max_per_client);
         loop {
             let Some((stream, peer)) = accept(&listener, &shutdown, "doh").await else {
                 break;
@@ -153,6 +158,10 @@ impl<H: Handler> DohListener<H> {
                 shared.metrics.not_allowed.inc();
                 continue;
             }
+            let Some(client_slot) = per_client.try_take(peer.ip()) else {
+                shared.metrics.client_limit.inc();
+                continue;
+            };
             let Ok(permit) = connections.clone().try_acquire_owned() else {
                 shared.metrics.connection_limit.inc();
                 drop(stream);
@@ -161,7 +170,7 @@ impl<H: Handler> DohListener<H> {
             shared.metrics.accepted.inc();
             let shared = shared.clone();
             let Some(workers) = &workers else {
-                tracker.spawn(shared.hold(stream, peer, permit));
+                tracker.spawn(shared.hold(stream, peer, (permit, client_slot)));
                 continue;
             };
             let Some((worker, arrive)) = workers.hand_over(stream, peer) else {
@@ -170,7 +179,7 @@ impl<H: Handler> DohListener<H> {
             tracker.spawn_on(
                 async move {
                     if let Some(stream) = arrive.await {
-                        shared.hold(stream, peer, permit).await;
+                        shared.hold(stream, peer, (permit, client_slot)).await;
                     }
                 },
                 worker,
@@ -292,18 +301,18 @@ impl<H: Handler> Shared<H> {
         b
     }
 
-    /// Serves one accepted connection, counted as open while it lasts; `permit` is its place
-    /// under the connection limit.
+    /// Serves one accepted connection, counted as open while it lasts; `places` are its
+    /// places under the listener's and its client's connection limits.
     async fn hold(
         self: Arc<Self>,
         stream: TcpStream,
         peer: SocketAddr,
-        permit: OwnedSemaphorePermit,
+        places: (OwnedSemaphorePermit, ClientSlot),
     ) {
         self.metrics.open.inc();
         self.connection(stream, peer).await;
         self.metrics.open.dec();
-        drop(permit);
+        drop(places);
     }
 
     async fn connection(self: &Arc<Self>, stream: TcpStream, peer: SocketAddr) {

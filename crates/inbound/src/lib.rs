@@ -6,6 +6,7 @@ pub mod accept;
 pub mod doh;
 pub mod error;
 pub mod metrics;
+pub mod per_client;
 mod ready;
 pub mod tcp;
 pub mod tls;

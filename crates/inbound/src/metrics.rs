@@ -49,7 +49,7 @@ impl InboundMetrics {
             dropped: counter(
                 INBOUND_DROPPED,
                 "Queries or connections dropped without an answer (reason: incomplete, unanswerable, \
-                 not_a_query, connection_limit, not_allowed)",
+                 not_a_query, connection_limit, client_limit, not_allowed)",
                 &["endpoint", "protocol", "reason"],
             )?,
             doh_http_responses: counter(
@@ -95,6 +95,9 @@ impl InboundMetrics {
             not_allowed: self
                 .dropped
                 .with_label_values(&[endpoint, protocol, "not_allowed"]),
+            client_limit: self
+                .dropped
+                .with_label_values(&[endpoint, protocol, "client_limit"]),
             streams_reset: self.doh_streams_reset.with_label_values(&[endpoint]),
         }
     }
@@ -111,6 +114,8 @@ pub(crate) struct DohListenerMetrics {
     pub connection_limit: IntCounter,
     /// Connections from clients outside the endpoint's allow-list, closed before any TLS work.
     pub not_allowed: IntCounter,
+    /// Connections past `limits.connections_per_client` for their client address.
+    pub client_limit: IntCounter,
     pub streams_reset: IntCounter,
 }
 

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::accept::accept;
 use crate::metrics::InboundMetrics;
+use crate::per_client::PerClient;
 use crate::ready::ready_now;
 use crate::workers::Workers;
 
@@ -32,6 +33,8 @@ pub struct TcpOptions {
     pub max_connections: usize,
     /// Queries of one connection in flight at once.
     pub max_in_flight: usize,
+    /// Connections one client address may hold at once; 0: no cap.
+    pub max_per_client: u32,
 }
 
 impl Default for TcpOptions {
@@ -42,6 +45,7 @@ impl Default for TcpOptions {
             write_timeout: Duration::from_secs(10),
             max_connections: 1024,
             max_in_flight: 64,
+            max_per_client: 0,
         }
     }
 }
@@ -49,6 +53,7 @@ impl Default for TcpOptions {
 #[derive(Clone, Debug)]
 struct Counters {
     not_allowed: IntCounter,
+    client_limit: IntCounter,
     incomplete: IntCounter,
     unanswerable: IntCounter,
     limit: IntCounter,
@@ -66,12 +71,16 @@ pub async fn serve<H: Handler>(
     shutdown: CancellationToken,
 ) {
     let connections = Arc::new(Semaphore::new(options.max_connections));
+    let per_client = PerClient::new(options.max_per_client);
     let ep = endpoint.name.as_str();
     let open = metrics.connections.with_label_values(&[ep, "do53"]);
     let accepted = metrics
         .connections_accepted
         .with_label_values(&[ep, "do53"]);
     let counters = Counters {
+        client_limit: metrics
+            .dropped
+            .with_label_values(&[ep, "do53", "client_limit"]),
         not_allowed: metrics
             .dropped
             .with_label_values(&[ep, "do53", "not_allowed"]),
@@ -94,6 +103,10 @@ pub async fn serve<H: Handler>(
             counters.not_allowed.inc();
             continue;
         }
+        let Some(client_slot) = per_client.try_take(peer.ip()) else {
+            counters.client_limit.inc();
+            continue;
+        };
         let Ok(permit) = connections.clone().try_acquire_owned() else {
             counters.limit.inc();
             drop(stream);
@@ -117,6 +130,7 @@ pub async fn serve<H: Handler>(
             }
             open.dec();
             drop(permit);
+            drop(client_slot);
         });
     }
     drop(listener);

@@ -106,6 +106,7 @@ pub struct LimitsFile {
     pub tcp_connections: Option<Spanned<u64>>,
     pub tcp_queries_in_flight: Option<Spanned<u64>>,
     pub doh_connections: Option<Spanned<u64>>,
+    pub connections_per_client: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -344,6 +345,8 @@ pub struct Limits {
     pub tcp_queries_in_flight: usize,
     /// Concurrent connections per DoH, DoH-FIPS or cleartext DoH listener.
     pub doh_connections: usize,
+    /// Concurrent TCP or DoH connections one client address may hold on one listener; 0: no cap.
+    pub connections_per_client: u32,
 }
 
 impl Default for Limits {
@@ -355,6 +358,8 @@ impl Default for Limits {
             // with headroom, while still bounding memory: an idle connection costs well under
             // 20 KiB, so a full listener stays within a few hundred MiB.
             doh_connections: 16_384,
+            // A NAT or a forwarder may carry many clients, but not a whole listener's worth.
+            connections_per_client: 512,
         }
     }
 }

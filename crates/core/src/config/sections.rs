@@ -141,6 +141,14 @@ pub(super) fn limits(cx: &Ctx<'_>, file: Option<LimitsFile>) -> Result<Limits, C
             d.doh_connections,
             MAX_CONNECTIONS,
         )?,
+        connections_per_client: cx
+            .within(
+                "limits.connections_per_client",
+                &l.connections_per_client,
+                0,
+                MAX_CONNECTIONS,
+            )?
+            .map_or(d.connections_per_client, |n| n as u32),
     })
 }
 
