@@ -64,6 +64,7 @@ fn main() -> ExitCode {
 
 async fn run(config: config::Config) -> ExitCode {
     let log_on_stdout = config.query_log.dest == Some(config::QueryLogDest::Stdout);
+    let signal = shutdown_signal();
     let gateway = match dohgate::start(config).await {
         Ok(g) => g,
         Err(e) => {
@@ -79,7 +80,7 @@ async fn run(config: config::Config) -> ExitCode {
     }
     let token = gateway.shutdown_token();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signal.await;
         tracing::info!("shutting down: no new queries, finishing those in flight");
         token.cancel();
     });
@@ -156,24 +157,38 @@ fn print_doh_hints(gateway: &dohgate::RunningGateway) {
     }
 }
 
-async fn wait_for_signal() {
+/// Installs the SIGTERM and SIGINT (ctrl-c) handlers now and returns what waits for either.
+/// Until a handler is in place a signal takes its default action and ends the process with
+/// no graceful shutdown, so this runs before the listeners take queries: an orchestrator may
+/// stop a pod the moment it started.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
+        use tokio::signal::unix::{Signal, SignalKind, signal};
+        async fn recv(signal: std::io::Result<Signal>) {
+            match signal {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot handle a shutdown signal");
+                    std::future::pending::<()>().await;
                 }
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+        }
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            tokio::select! {
+                _ = recv(term) => {}
+                _ = recv(int) => {}
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
