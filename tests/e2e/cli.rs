@@ -276,3 +276,45 @@ fn sigterm_right_after_start_is_a_graceful_shutdown() {
         "{lines:?}"
     );
 }
+
+#[test]
+fn json_log_is_one_object_per_line_without_escape_codes() {
+    let lines = log_lines_of_a_run(&["--log-format", "json"]);
+    for line in &lines {
+        assert!(!line.contains('\x1b'), "an escape code: {line:?}");
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["timestamp"].is_string(), "{line}");
+        assert!(v["level"].is_string(), "{line}");
+        assert!(
+            v["message"].is_string(),
+            "the message is a top-level key: {line}"
+        );
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("shutting down")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn text_log_has_no_colour_when_standard_error_is_not_a_terminal() {
+    let lines = log_lines_of_a_run(&[]);
+    for line in &lines {
+        assert!(!line.contains('\x1b'), "an escape code: {line:?}");
+        assert!(!line.starts_with('{'), "text, not JSON: {line}");
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("INFO") && l.contains("shutting down")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn an_unknown_log_format_is_rejected() {
+    let (code, _, err) = dohgate(&["--log-format", "xml", "check-config", "/dev/null"]);
+    assert_eq!(code, 2, "clap rejects it: {err}");
+    assert!(err.contains("--log-format"), "{err}");
+}

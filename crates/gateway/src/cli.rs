@@ -12,6 +12,16 @@ use dohgate_core::{Protocol, ProtocolSet, wire};
 /// The configuration `dohgate` runs with when given no `--config`.
 pub const EMBEDDED_DEFAULT: &str = include_str!("default.toml");
 
+/// How dohgate writes its own log (standard error; the query log is JSON either way).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines, coloured only when standard error is a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "dohgate",
@@ -31,6 +41,11 @@ pub struct Cli {
     /// Configuration file (TOML); see docs/configuration.md. Default: the embedded default.
     #[arg(short, long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
+
+    /// Format of dohgate's own log on standard error: text (coloured only on a terminal) or
+    /// json (one object per line, for log collectors).
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
 
     /// Listen for Do53 (UDP and TCP) on ADDR, e.g. 127.0.0.1:53 or [::1]:53. Repeatable. Any
     /// --listen-* flag replaces the listeners of the first inbound endpoint.

@@ -4,18 +4,13 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use dohgate::cli::{self, Cli, Command};
+use dohgate::cli::{self, Cli, Command, LogFormat};
 use dohgate_core::config;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let args = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_log(args.log_format);
 
     if let Some(Command::CheckConfig { file }) = &args.command {
         return match config::load(file)
@@ -60,6 +55,23 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(run(config))
+}
+
+/// dohgate's own log, on standard error. A journal or a container runtime captures it through
+/// a pipe and stores what it gets: colour codes only where a person reads a terminal.
+fn init_log(format: LogFormat) {
+    use std::io::IsTerminal;
+    let log = tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => log.with_ansi(std::io::stderr().is_terminal()).init(),
+        // The event's fields beside timestamp, level and target, not nested under "fields":
+        // what collectors index without a parsing rule.
+        LogFormat::Json => log.json().flatten_event(true).with_ansi(false).init(),
+    }
 }
 
 async fn run(config: config::Config) -> ExitCode {
