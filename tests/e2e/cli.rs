@@ -119,6 +119,16 @@ fn version_and_help() {
     let (code, out, _) = dohgate(&["--version"]);
     assert_eq!(code, 0);
     assert!(out.starts_with("dohgate "), "{out}");
+    // The version says whether the FIPS module is in the binary, and only then.
+    let fips = if cfg!(feature = "fips") {
+        " (fips)"
+    } else {
+        ""
+    };
+    assert_eq!(
+        out.trim_end(),
+        format!("dohgate {}{fips}", env!("CARGO_PKG_VERSION"))
+    );
     let (code, out, _) = dohgate(&["--help"]);
     assert_eq!(code, 0);
     for flag in [

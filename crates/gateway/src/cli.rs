@@ -12,6 +12,14 @@ use dohgate_core::{Protocol, ProtocolSet, wire};
 /// The configuration `dohgate` runs with when given no `--config`.
 pub const EMBEDDED_DEFAULT: &str = include_str!("default.toml");
 
+/// What `--version` and the start-up banner say: the version, and `(fips)` when the binary
+/// carries the FIPS 140-3 validated module, so an operator can tell the two builds apart
+/// without a scrape of `dohgate_build_info`.
+#[cfg(feature = "fips")]
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (fips)");
+#[cfg(not(feature = "fips"))]
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 /// How dohgate writes its own log (standard error; the query log is JSON either way).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -25,7 +33,7 @@ pub enum LogFormat {
 #[derive(Debug, Parser)]
 #[command(
     name = "dohgate",
-    version,
+    version = VERSION,
     about = "A DNS gateway for hybrid networks: Do53, DoH and DoH-FIPS in, Route 53-style forwarding rules out",
     long_about = "A DNS gateway for hybrid networks: Do53, DoH and DoH-FIPS in, Route 53-style forwarding rules out.\n\n\
         With no arguments it runs an embedded default: Do53 on 127.0.0.1:5353 (UDP and TCP), DoH on \

@@ -103,7 +103,7 @@ async fn run(config: config::Config) -> ExitCode {
 
 fn print_banner(gateway: &dohgate::RunningGateway) {
     let a = gateway.addrs();
-    println!("dohgate {} is running", env!("CARGO_PKG_VERSION"));
+    println!("dohgate {} is running", cli::VERSION);
     for (ep, addr) in &a.do53 {
         println!("  do53 (udp+tcp)  {addr}  endpoint {ep}");
     }
