@@ -1,5 +1,5 @@
-//! Build facts for `dohgate_build_info`: the git commit (or "unknown" outside a checkout) and
-//! the cargo features the binary was built with.
+//! Build facts for `dohgate_build_info`: the git commit ($DOHGATE_GIT_SHA if set, else from git,
+//! else "unknown") and the cargo features the binary was built with.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -15,7 +15,14 @@ fn git(args: &[&str]) -> Option<String> {
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
-    let sha = git(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".to_string());
+    // A container build has no .git (.dockerignore leaves it out): the Dockerfile passes the
+    // commit in DOHGATE_GIT_SHA instead.
+    println!("cargo:rerun-if-env-changed=DOHGATE_GIT_SHA");
+    let sha = std::env::var("DOHGATE_GIT_SHA")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| git(&["rev-parse", "--short", "HEAD"]))
+        .unwrap_or_else(|| "unknown".to_string());
     println!("cargo:rustc-env=DOHGATE_GIT_SHA={sha}");
 
     // A commit moves the branch ref (or HEAD itself when detached); watching both keeps the sha

@@ -1,7 +1,9 @@
 //! The `dohgate` binary as users run it: exit codes and error messages.
 
-use std::io::Write;
-use std::process::Command;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
 fn dohgate(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_dohgate"))
@@ -117,6 +119,16 @@ fn version_and_help() {
     let (code, out, _) = dohgate(&["--version"]);
     assert_eq!(code, 0);
     assert!(out.starts_with("dohgate "), "{out}");
+    // The version says whether the FIPS module is in the binary, and only then.
+    let fips = if cfg!(feature = "fips") {
+        " (fips)"
+    } else {
+        ""
+    };
+    assert_eq!(
+        out.trim_end(),
+        format!("dohgate {}{fips}", env!("CARGO_PKG_VERSION"))
+    );
     let (code, out, _) = dohgate(&["--help"]);
     assert_eq!(code, 0);
     for flag in [
@@ -192,4 +204,127 @@ fn a_configuration_that_serves_nothing_is_an_error() {
     let (code, _, err) = dohgate(&["--config", f.as_str()]);
     assert_eq!(code, 2, "it does not start either: {err}");
     assert!(err.contains("serve nothing"), "{err}");
+}
+
+/// Kills the child by its PID when the test ends, however it ends.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The lines of a pipe, read on a thread so that a test can wait for them with a timeout.
+fn lines_of(pipe: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Starts the gateway on loopback ports with standard error piped (as a journal or a container
+/// runtime reads it), waits for its banner, stops it with SIGTERM and returns its log lines.
+fn log_lines_of_a_run(extra: &[&str]) -> Vec<String> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dohgate"))
+        .args(extra)
+        // Port 9 on loopback: nothing is sent anywhere else (the embedded default's resolver
+        // would come from /etc/resolv.conf).
+        .args([
+            "--listen-do53",
+            "127.0.0.1:0",
+            "--upstream",
+            "127.0.0.1:9",
+            "--admin",
+            "127.0.0.1:0",
+        ])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start dohgate");
+    let stdout = lines_of(child.stdout.take().expect("stdout"));
+    let stderr = lines_of(child.stderr.take().expect("stderr"));
+    let mut child = Running(child);
+    let banner = stdout
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the banner within 10 s");
+    assert!(banner.contains("is running"), "{banner}");
+    let stopped = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(stopped, "kill -TERM");
+    let mut lines = Vec::new();
+    // The pipe closes when the process exits.
+    while let Ok(line) = stderr.recv_timeout(Duration::from_secs(10)) {
+        lines.push(line);
+    }
+    // SIGTERM right after the banner is a graceful shutdown, never the signal's default
+    // action (death): the handler is in place before the listeners take queries.
+    let status = child.0.wait().expect("wait for dohgate");
+    assert!(
+        status.success(),
+        "stopped by SIGTERM: {status}, log: {lines:?}"
+    );
+    assert!(!lines.is_empty(), "no log line at all");
+    lines
+}
+
+#[test]
+fn sigterm_right_after_start_is_a_graceful_shutdown() {
+    let lines = log_lines_of_a_run(&[]);
+    assert!(
+        lines.iter().any(|l| l.contains("shutting down")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn json_log_is_one_object_per_line_without_escape_codes() {
+    let lines = log_lines_of_a_run(&["--log-format", "json"]);
+    for line in &lines {
+        assert!(!line.contains('\x1b'), "an escape code: {line:?}");
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["timestamp"].is_string(), "{line}");
+        assert!(v["level"].is_string(), "{line}");
+        assert!(
+            v["message"].is_string(),
+            "the message is a top-level key: {line}"
+        );
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("shutting down")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn text_log_has_no_colour_when_standard_error_is_not_a_terminal() {
+    let lines = log_lines_of_a_run(&[]);
+    for line in &lines {
+        assert!(!line.contains('\x1b'), "an escape code: {line:?}");
+        assert!(!line.starts_with('{'), "text, not JSON: {line}");
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("INFO") && l.contains("shutting down")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn an_unknown_log_format_is_rejected() {
+    let (code, _, err) = dohgate(&["--log-format", "xml", "check-config", "/dev/null"]);
+    assert_eq!(code, 2, "clap rejects it: {err}");
+    assert!(err.contains("--log-format"), "{err}");
 }

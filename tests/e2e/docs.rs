@@ -25,15 +25,27 @@ fn toml_blocks(markdown: &str) -> Vec<String> {
     blocks
 }
 
+/// The files under `dir`, in every subdirectory (deploy/systemd, deploy/kubernetes/...).
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return files;
+    };
+    for path in entries.flatten().map(|e| e.path()) {
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
 #[test]
 fn every_toml_example_in_the_docs_is_valid() {
     let mut checked = 0;
     for dir in ["docs", "deploy"] {
-        let Ok(entries) = std::fs::read_dir(root().join(dir)) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
+        for path in files_under(&root().join(dir)) {
             let text = std::fs::read_to_string(&path).unwrap_or_default();
             let examples = match path.extension().and_then(|e| e.to_str()) {
                 Some("md") => toml_blocks(&text),

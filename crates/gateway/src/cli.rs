@@ -12,10 +12,28 @@ use dohgate_core::{Protocol, ProtocolSet, wire};
 /// The configuration `dohgate` runs with when given no `--config`.
 pub const EMBEDDED_DEFAULT: &str = include_str!("default.toml");
 
+/// What `--version` and the start-up banner say: the version, and `(fips)` when the binary
+/// carries the FIPS 140-3 validated module, so an operator can tell the two builds apart
+/// without a scrape of `dohgate_build_info`.
+#[cfg(feature = "fips")]
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (fips)");
+#[cfg(not(feature = "fips"))]
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// How dohgate writes its own log (standard error; the query log is JSON either way).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines, coloured only when standard error is a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "dohgate",
-    version,
+    version = VERSION,
     about = "A DNS gateway for hybrid networks: Do53, DoH and DoH-FIPS in, Route 53-style forwarding rules out",
     long_about = "A DNS gateway for hybrid networks: Do53, DoH and DoH-FIPS in, Route 53-style forwarding rules out.\n\n\
         With no arguments it runs an embedded default: Do53 on 127.0.0.1:5353 (UDP and TCP), DoH on \
@@ -31,6 +49,11 @@ pub struct Cli {
     /// Configuration file (TOML); see docs/configuration.md. Default: the embedded default.
     #[arg(short, long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
+
+    /// Format of dohgate's own log on standard error: text (coloured only on a terminal) or
+    /// json (one object per line, for log collectors).
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
 
     /// Listen for Do53 (UDP and TCP) on ADDR, e.g. 127.0.0.1:53 or [::1]:53. Repeatable. Any
     /// --listen-* flag replaces the listeners of the first inbound endpoint.

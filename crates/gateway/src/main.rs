@@ -4,18 +4,13 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use dohgate::cli::{self, Cli, Command};
+use dohgate::cli::{self, Cli, Command, LogFormat};
 use dohgate_core::config;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let args = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_log(args.log_format);
 
     if let Some(Command::CheckConfig { file }) = &args.command {
         return match config::load(file)
@@ -62,8 +57,26 @@ fn main() -> ExitCode {
     runtime.block_on(run(config))
 }
 
+/// dohgate's own log, on standard error. A journal or a container runtime captures it through
+/// a pipe and stores what it gets: colour codes only where a person reads a terminal.
+fn init_log(format: LogFormat) {
+    use std::io::IsTerminal;
+    let log = tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => log.with_ansi(std::io::stderr().is_terminal()).init(),
+        // The event's fields beside timestamp, level and target, not nested under "fields":
+        // what collectors index without a parsing rule.
+        LogFormat::Json => log.json().flatten_event(true).with_ansi(false).init(),
+    }
+}
+
 async fn run(config: config::Config) -> ExitCode {
     let log_on_stdout = config.query_log.dest == Some(config::QueryLogDest::Stdout);
+    let signal = shutdown_signal();
     let gateway = match dohgate::start(config).await {
         Ok(g) => g,
         Err(e) => {
@@ -79,7 +92,7 @@ async fn run(config: config::Config) -> ExitCode {
     }
     let token = gateway.shutdown_token();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signal.await;
         tracing::info!("shutting down: no new queries, finishing those in flight");
         token.cancel();
     });
@@ -90,7 +103,7 @@ async fn run(config: config::Config) -> ExitCode {
 
 fn print_banner(gateway: &dohgate::RunningGateway) {
     let a = gateway.addrs();
-    println!("dohgate {} is running", env!("CARGO_PKG_VERSION"));
+    println!("dohgate {} is running", cli::VERSION);
     for (ep, addr) in &a.do53 {
         println!("  do53 (udp+tcp)  {addr}  endpoint {ep}");
     }
@@ -156,24 +169,38 @@ fn print_doh_hints(gateway: &dohgate::RunningGateway) {
     }
 }
 
-async fn wait_for_signal() {
+/// Installs the SIGTERM and SIGINT (ctrl-c) handlers now and returns what waits for either.
+/// Until a handler is in place a signal takes its default action and ends the process with
+/// no graceful shutdown, so this runs before the listeners take queries: an orchestrator may
+/// stop a pod the moment it started.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
+        use tokio::signal::unix::{Signal, SignalKind, signal};
+        async fn recv(signal: std::io::Result<Signal>) {
+            match signal {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot handle a shutdown signal");
+                    std::future::pending::<()>().await;
                 }
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+        }
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            tokio::select! {
+                _ = recv(term) => {}
+                _ = recv(int) => {}
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
