@@ -9,6 +9,7 @@
 //! before anyone sees it: the output is never a configuration dohgate rejects.
 
 mod dnsmasq;
+mod dnsproxy;
 
 use std::collections::HashSet;
 use std::fmt::{self, Write};
@@ -24,6 +25,8 @@ use dohgate_core::{Protocol, wire};
 /// What `dohgate import` reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ImportKind {
+    /// A dnsproxy / AdGuard Home upstream file (`[/domain/]upstream` lines).
+    Dnsproxy,
     /// dnsmasq.conf `server=` lines.
     Dnsmasq,
 }
@@ -31,6 +34,7 @@ pub enum ImportKind {
 impl ImportKind {
     fn as_str(self) -> &'static str {
         match self {
+            ImportKind::Dnsproxy => "dnsproxy",
             ImportKind::Dnsmasq => "dnsmasq",
         }
     }
@@ -131,6 +135,11 @@ pub fn run(kind: ImportKind, files: &[PathBuf]) -> Result<Imported, ImportError>
 fn import_sources(kind: ImportKind, sources: &[Source]) -> Result<Imported, ImportError> {
     let mut b = Builder::new(kind, sources);
     match kind {
+        ImportKind::Dnsproxy => {
+            for s in sources {
+                dnsproxy::import(s, &mut b)?;
+            }
+        }
         ImportKind::Dnsmasq => {
             for s in sources {
                 dnsmasq::import(s, &mut b)?;
