@@ -10,6 +10,7 @@
 
 mod dnsmasq;
 mod dnsproxy;
+mod unbound;
 
 use std::collections::HashSet;
 use std::fmt::{self, Write};
@@ -27,6 +28,8 @@ use dohgate_core::{Protocol, wire};
 pub enum ImportKind {
     /// A dnsproxy / AdGuard Home upstream file (`[/domain/]upstream` lines).
     Dnsproxy,
+    /// unbound.conf `forward-zone:` clauses.
+    Unbound,
     /// dnsmasq.conf `server=` lines.
     Dnsmasq,
 }
@@ -35,6 +38,7 @@ impl ImportKind {
     fn as_str(self) -> &'static str {
         match self {
             ImportKind::Dnsproxy => "dnsproxy",
+            ImportKind::Unbound => "unbound",
             ImportKind::Dnsmasq => "dnsmasq",
         }
     }
@@ -138,6 +142,11 @@ fn import_sources(kind: ImportKind, sources: &[Source]) -> Result<Imported, Impo
         ImportKind::Dnsproxy => {
             for s in sources {
                 dnsproxy::import(s, &mut b)?;
+            }
+        }
+        ImportKind::Unbound => {
+            for s in sources {
+                unbound::import(s, &mut b)?;
             }
         }
         ImportKind::Dnsmasq => {
