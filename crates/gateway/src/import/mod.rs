@@ -8,6 +8,7 @@
 //! whole output. The text it renders is parsed and checked as `dohgate check-config` would
 //! before anyone sees it: the output is never a configuration dohgate rejects.
 
+mod coredns;
 mod dnsmasq;
 mod dnsproxy;
 mod unbound;
@@ -26,6 +27,8 @@ use dohgate_core::{Protocol, wire};
 /// What `dohgate import` reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ImportKind {
+    /// A CoreDNS Corefile (`forward`, `cache`).
+    Coredns,
     /// A dnsproxy / AdGuard Home upstream file (`[/domain/]upstream` lines).
     Dnsproxy,
     /// unbound.conf `forward-zone:` clauses.
@@ -37,6 +40,7 @@ pub enum ImportKind {
 impl ImportKind {
     fn as_str(self) -> &'static str {
         match self {
+            ImportKind::Coredns => "coredns",
             ImportKind::Dnsproxy => "dnsproxy",
             ImportKind::Unbound => "unbound",
             ImportKind::Dnsmasq => "dnsmasq",
@@ -139,6 +143,11 @@ pub fn run(kind: ImportKind, files: &[PathBuf]) -> Result<Imported, ImportError>
 fn import_sources(kind: ImportKind, sources: &[Source]) -> Result<Imported, ImportError> {
     let mut b = Builder::new(kind, sources);
     match kind {
+        ImportKind::Coredns => {
+            for s in sources {
+                coredns::import(s, &mut b)?;
+            }
+        }
         ImportKind::Dnsproxy => {
             for s in sources {
                 dnsproxy::import(s, &mut b)?;
