@@ -11,6 +11,7 @@
 mod coredns;
 mod dnsmasq;
 mod dnsproxy;
+mod route53;
 mod unbound;
 
 use std::collections::HashSet;
@@ -27,6 +28,8 @@ use dohgate_core::{Protocol, wire};
 /// What `dohgate import` reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ImportKind {
+    /// AWS CLI JSON output of `aws route53resolver list-*` (rules, endpoints, DNS Firewall).
+    Route53,
     /// A CoreDNS Corefile (`forward`, `cache`).
     Coredns,
     /// A dnsproxy / AdGuard Home upstream file (`[/domain/]upstream` lines).
@@ -40,6 +43,7 @@ pub enum ImportKind {
 impl ImportKind {
     fn as_str(self) -> &'static str {
         match self {
+            ImportKind::Route53 => "route53",
             ImportKind::Coredns => "coredns",
             ImportKind::Dnsproxy => "dnsproxy",
             ImportKind::Unbound => "unbound",
@@ -143,6 +147,7 @@ pub fn run(kind: ImportKind, files: &[PathBuf]) -> Result<Imported, ImportError>
 fn import_sources(kind: ImportKind, sources: &[Source]) -> Result<Imported, ImportError> {
     let mut b = Builder::new(kind, sources);
     match kind {
+        ImportKind::Route53 => route53::import(sources, &mut b)?,
         ImportKind::Coredns => {
             for s in sources {
                 coredns::import(s, &mut b)?;
