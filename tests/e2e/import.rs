@@ -329,3 +329,74 @@ fn an_input_of_another_kind_exits_2_naming_the_file() {
     let (code, _, _) = dohgate(&["import", "bind9", &conf]);
     assert_eq!(code, 2, "clap refuses an unknown KIND");
 }
+
+/// The fenced blocks of a Markdown file: (info string, text).
+fn fenced_blocks(markdown: &str) -> Vec<(String, String)> {
+    let mut blocks = Vec::new();
+    let mut current: Option<(String, String)> = None;
+    for line in markdown.lines() {
+        match (&mut current, line.strip_prefix("```")) {
+            (None, Some(info)) => current = Some((info.trim().to_string(), String::new())),
+            (Some(_), Some(_)) => blocks.extend(current.take()),
+            (Some((_, text)), None) => {
+                text.push_str(line);
+                text.push('\n');
+            }
+            (None, None) => {}
+        }
+    }
+    blocks
+}
+
+/// docs/import.md shows inputs (blocks tagged `import:KIND:FILE`), then what `dohgate import`
+/// prints for them (a toml block, then a `text stderr` block): both must be exactly that.
+#[test]
+fn the_examples_in_docs_import_md_are_what_import_prints() {
+    let md = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/import.md"),
+    )
+    .expect("docs/import.md");
+    let dir = temp_dir("import-docs");
+    let mut kind = String::new();
+    let mut files: Vec<String> = Vec::new();
+    let mut stdout: Option<String> = None;
+    let mut checked = 0;
+    for (info, text) in fenced_blocks(&md) {
+        if let Some(spec) = info
+            .split_whitespace()
+            .nth(1)
+            .and_then(|tag| tag.strip_prefix("import:"))
+        {
+            let (k, file) = spec.split_once(':').expect("import:KIND:FILE");
+            kind = k.to_string();
+            std::fs::write(dir.join(file), &text).expect("write");
+            files.push(file.to_string());
+            continue;
+        }
+        if files.is_empty() {
+            continue;
+        }
+        if info == "toml" {
+            stdout = Some(text);
+        } else if info == "text stderr" {
+            let mut args = vec!["import", kind.as_str()];
+            args.extend(files.iter().map(String::as_str));
+            let out = Command::new(env!("CARGO_BIN_EXE_dohgate"))
+                .args(&args)
+                .current_dir(&dir)
+                .output()
+                .expect("run dohgate");
+            assert_eq!(out.status.code(), Some(0), "{args:?}");
+            let expected = stdout.take().expect("a toml block before the stderr block");
+            assert_eq!(String::from_utf8_lossy(&out.stdout), expected, "{args:?}");
+            assert_eq!(String::from_utf8_lossy(&out.stderr), text, "{args:?}");
+            files.clear();
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 6,
+        "one example per KIND at least, found {checked}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
