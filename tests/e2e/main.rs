@@ -10,6 +10,7 @@ mod docs;
 mod doh;
 mod doh_out;
 mod firewall;
+mod import;
 mod observability;
 mod profiles;
 mod ratelimit;

@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+
+pub use crate::import::ImportKind;
 use dohgate_core::TargetSpec;
 use dohgate_core::config::{self, Config, InboundEndpoint, OutboundEndpoint, TlsFiles};
 use dohgate_core::rules::{ForwardingRule, RuleKind, canonical_domain};
@@ -138,6 +140,20 @@ pub enum Command {
     CheckConfig {
         /// The file to check.
         file: PathBuf,
+    },
+    /// Print a dohgate configuration made from another DNS forwarder's.
+    ///
+    /// Reads Route 53 Resolver's AWS CLI output, a Corefile, a dnsproxy upstream file,
+    /// unbound.conf or dnsmasq.conf, and prints the configuration (which check-config accepts)
+    /// on standard output; every entry that cannot be carried over is listed on standard
+    /// error, one line each. Exits 2 when a file is not what KIND reads. See docs/import.md.
+    Import {
+        /// What the files are.
+        #[arg(value_enum)]
+        kind: ImportKind,
+        /// The files to read (for route53, any mix of list-* outputs).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
 }
 

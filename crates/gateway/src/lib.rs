@@ -9,6 +9,7 @@ pub mod capacity;
 pub mod cli;
 pub mod doh;
 pub mod fdlimit;
+pub mod import;
 pub mod metrics;
 pub mod querylog;
 

@@ -12,6 +12,10 @@ fn main() -> ExitCode {
     let args = Cli::parse();
     init_log(args.log_format);
 
+    if let Some(Command::Import { kind, files }) = &args.command {
+        return import(*kind, files);
+    }
+
     if let Some(Command::CheckConfig { file }) = &args.command {
         return match config::load(file)
             .map_err(anyhow::Error::from)
@@ -71,6 +75,32 @@ fn init_log(format: LogFormat) {
         // The event's fields beside timestamp, level and target, not nested under "fields":
         // what collectors index without a parsing rule.
         LogFormat::Json => log.json().flatten_event(true).with_ansi(false).init(),
+    }
+}
+
+/// `dohgate import`: the configuration on standard output, what was left out (and notes) on
+/// standard error; 2 when an input is not what KIND reads.
+fn import(kind: dohgate::import::ImportKind, files: &[std::path::PathBuf]) -> ExitCode {
+    use dohgate::import::ImportError;
+    match dohgate::import::run(kind, files) {
+        Ok(out) => {
+            print!("{}", out.toml);
+            for line in &out.left_out {
+                eprintln!("left out: {line}");
+            }
+            for note in &out.notes {
+                eprintln!("note: {note}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e @ ImportError::Input { .. }) => {
+            eprintln!("dohgate: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("dohgate: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
