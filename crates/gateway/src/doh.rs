@@ -13,7 +13,6 @@ use dohgate_core::config::{Config, InboundEndpoint};
 use dohgate_core::handler::{Endpoint, Handler};
 use dohgate_inbound::tls::{self, SelfSigned, ServerConfig};
 use dohgate_inbound::{DohListener, DohOptions, InboundMetrics, Workers};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -183,8 +182,7 @@ impl<H: Handler> Spawner<'_, H> {
         ];
         for (protocol, tls, list, what) in kinds {
             for &addr in list {
-                let listener = TcpListener::bind(addr)
-                    .await
+                let listener = dohgate_inbound::tcp::bind(addr)
                     .with_context(|| format!("cannot listen on {addr} ({what})"))?;
                 let local = listener.local_addr()?;
                 let doh = DohListener::new(

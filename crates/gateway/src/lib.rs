@@ -278,8 +278,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<RunningGateway> {
         resolver: resolver.clone(),
     });
     if let Some(admin_addr) = config.admin {
-        let listener = TcpListener::bind(admin_addr)
-            .await
+        let listener = tcp::bind(admin_addr)
             .with_context(|| format!("cannot listen on {admin_addr} (admin)"))?;
         addrs.admin = Some(listener.local_addr()?);
         tracker.spawn(admin::serve(
@@ -350,7 +349,7 @@ async fn bind_do53(addr: SocketAddr, reuseport: bool) -> anyhow::Result<(UdpSock
         let udp = udp::bind(addr, reuseport)
             .with_context(|| format!("cannot listen on {addr} (do53 udp)"))?;
         let bound = udp.local_addr()?;
-        match TcpListener::bind(bound).await {
+        match tcp::bind(bound) {
             Ok(tcp) => return Ok((udp, tcp)),
             Err(e) => last_err = Some(e),
         }

@@ -21,6 +21,29 @@ use crate::per_client::PerClient;
 use crate::ready::ready_now;
 use crate::workers::Workers;
 
+/// The backlog of a listening socket: connections the kernel completes before dohgate
+/// accepts them.
+const BACKLOG: i32 = 1024;
+
+/// Binds a TCP listening socket for any of dohgate's listeners (Do53, DoH, admin). An IPv6
+/// socket is IPv6-only, so `[::]:53` and `0.0.0.0:53` can both be listened on, as a dual-stack
+/// configuration lists them; `SO_REUSEADDR` lets a restart bind again at once.
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    TcpListener::from_std(socket.into())
+}
+
 /// Limits of one TCP listener.
 #[derive(Clone, Copy, Debug)]
 pub struct TcpOptions {
@@ -231,4 +254,26 @@ async fn write_answers(
         }
     }
     let _ = wr.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `listen = ["0.0.0.0:53", "[::]:53"]` used to fail with "address in use": an IPv6
+    /// wildcard socket took the IPv4 port too.
+    #[tokio::test]
+    async fn ipv4_and_ipv6_wildcards_share_a_port() {
+        let Ok(v6) = bind("[::]:0".parse().expect("addr")) else {
+            eprintln!("skipped: no IPv6 on this machine");
+            return;
+        };
+        let port = v6.local_addr().expect("addr").port();
+        let v4 = bind(std::net::SocketAddr::from(([0, 0, 0, 0], port)));
+        assert!(v4.is_ok(), "{v4:?}");
+        let udp6 = crate::udp::bind("[::]:0".parse().expect("addr"), false).expect("udp v6");
+        let uport = udp6.local_addr().expect("addr").port();
+        let udp4 = crate::udp::bind(std::net::SocketAddr::from(([0, 0, 0, 0], uport)), false);
+        assert!(udp4.is_ok(), "{udp4:?}");
+    }
 }

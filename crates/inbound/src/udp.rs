@@ -245,6 +245,10 @@ fn bind_std(addr: SocketAddr, reuseport: bool) -> io::Result<std::net::UdpSocket
     if reuseport {
         socket.set_reuse_port(true)?;
     }
+    // IPv6-only, so that `[::]:53` and `0.0.0.0:53` can both be listened on.
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     let socket = socket.into();
