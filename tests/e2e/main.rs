@@ -14,4 +14,5 @@ mod import;
 mod observability;
 mod profiles;
 mod ratelimit;
+mod reload;
 mod support;

@@ -135,7 +135,8 @@ async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
     let h = &state.health;
     let listening = h.listening.load(Ordering::Acquire);
     let config = h.config_loaded.load(Ordering::Acquire);
-    let targets = h.resolver.default_targets().targets();
+    let resolver = h.current.resolver();
+    let targets = resolver.default_targets().targets();
     let healthy = targets.iter().filter(|t| t.is_healthy()).count();
     let ready = listening && config && healthy > 0;
     // Every check is listed, passing or not, so one look at a failing probe tells why.

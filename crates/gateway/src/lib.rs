@@ -12,6 +12,7 @@ pub mod fdlimit;
 pub mod import;
 pub mod metrics;
 pub mod querylog;
+pub mod reload;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,10 +26,9 @@ use dohgate_core::ddr::Designation;
 use dohgate_core::handler::Endpoint;
 use dohgate_core::worker;
 use dohgate_inbound::{InboundMetrics, Workers, tcp, udp};
-use dohgate_outbound::{
-    AnswerCache, OutboundMetrics, Pipeline, PolicyStage, Resolver, ResolverOptions,
-};
+use dohgate_outbound::{OutboundMetrics, Resolver};
 use prometheus::Registry;
+pub use reload::{Current, Reloader};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -51,7 +51,8 @@ pub struct Health {
     pub listening: AtomicBool,
     /// The configuration in force was read and validated.
     pub config_loaded: AtomicBool,
-    pub resolver: Arc<Resolver>,
+    /// The pipeline in force (its default resolver's health).
+    pub current: Arc<Current>,
 }
 
 /// A gateway whose listeners are bound and serving.
@@ -62,7 +63,7 @@ pub struct RunningGateway {
     tracker: TaskTracker,
     grace: Duration,
     registry: Registry,
-    resolver: Arc<Resolver>,
+    reloader: Reloader,
     self_signed: Option<doh::SelfSignedCert>,
 }
 
@@ -80,8 +81,14 @@ impl RunningGateway {
         &self.registry
     }
 
-    pub fn resolver(&self) -> &Arc<Resolver> {
-        &self.resolver
+    /// The route stage in force.
+    pub fn resolver(&self) -> Arc<Resolver> {
+        self.reloader.current.resolver()
+    }
+
+    /// What reloads this gateway's configuration while it runs (SIGHUP).
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
     }
 
     /// The certificate generated at start for DoH endpoints without certificate files.
@@ -133,6 +140,21 @@ pub fn check(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A default resolver taken from `/etc/resolv.conf` (no `[resolver] targets`): its nameservers,
+/// read when the gateway starts or reloads.
+fn system_resolver(config: &mut Config) {
+    if config.resolver.from_system {
+        let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        config.resolver.targets = config::resolv_conf_targets(&text);
+        config.resolver.targets.truncate(config::MAX_RULE_TARGETS);
+        if config.resolver.targets.is_empty() {
+            tracing::warn!(
+                "/etc/resolv.conf names no usable nameserver: names no rule covers will get SERVFAIL"
+            );
+        }
+    }
+}
+
 /// A configuration without an inbound endpoint would start a gateway that serves nothing
 /// while looking healthy: an error instead.
 fn serves_something(config: &Config) -> anyhow::Result<()> {
@@ -146,61 +168,21 @@ fn serves_something(config: &Config) -> anyhow::Result<()> {
 /// Binds every listener of `config` and starts serving.
 pub async fn start(mut config: Config) -> anyhow::Result<RunningGateway> {
     serves_something(&config)?;
-    if config.resolver.from_system {
-        let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        config.resolver.targets = config::resolv_conf_targets(&text);
-        config.resolver.targets.truncate(config::MAX_RULE_TARGETS);
-        if config.resolver.targets.is_empty() {
-            tracing::warn!(
-                "/etc/resolv.conf names no usable nameserver: names no rule covers will get SERVFAIL"
-            );
-        }
-    }
+    // As loaded, for a reload to compare with.
+    let loaded = config.clone();
+    system_resolver(&mut config);
     let registry = Registry::new();
     let inbound_metrics = InboundMetrics::register(&registry)?;
     let outbound_metrics = OutboundMetrics::register(&registry)?;
     let gateway_metrics = metrics::GatewayMetrics::register(&registry)?;
     let capacity = capacity::Watcher::new(&config.inbound, &outbound_metrics, &gateway_metrics);
-    let rules = config.rule_set()?;
-    let endpoint_names: Vec<String> = config.inbound.iter().map(|e| e.name.clone()).collect();
-    let cache = config
-        .cache
-        .enabled
-        .then(|| Arc::new(AnswerCache::new(&config.cache, &outbound_metrics)));
-    let resolver = Arc::new(
-        Resolver::new(
-            rules,
-            &config.resolver.targets,
-            ResolverOptions {
-                attempt: config.timeouts.attempt,
-                budget: config.timeouts.query,
-            },
-            &outbound_metrics,
-        )
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .with_zones(&config.zones)
-        .with_identity(config.identity.clone())
-        .with_endpoints(config.inbound.len())
-        .with_cache(cache),
-    );
-    let policy = PolicyStage::new(&config.firewall, &config.inbound, &outbound_metrics);
-    let limits: Vec<_> = config
-        .inbound
-        .iter()
-        .map(|e| (e.name.clone(), e.rate_limit))
-        .collect();
-    let pipeline = Arc::new(
-        Pipeline::new(policy, resolver.clone(), &endpoint_names, outbound_metrics)
-            .with_rate_limits(&limits),
-    );
-    if let Some(log) = querylog::start(
-        &config.query_log,
-        resolver.rules(),
-        &config.firewall,
+    let pipeline = reload::build_pipeline(
+        &config,
+        &outbound_metrics,
         &gateway_metrics.query_log_dropped,
-    )? {
-        pipeline.set_query_log(log);
-    }
+    )?;
+    let outbound_metrics_for_reload = outbound_metrics.clone();
+    let current = Arc::new(Current::new(pipeline));
 
     fdlimit::raise(&mut config);
     let (mut doh_tls, self_signed) = doh::prepare_tls(&config)?;
@@ -211,7 +193,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<RunningGateway> {
     let workers = Workers::start(config.threads.unwrap_or_else(worker::default_threads))
         .context("cannot start the worker threads")?;
     let doh_spawner = doh::Spawner {
-        handler: &pipeline,
+        handler: &current,
         metrics: &inbound_metrics,
         shutdown: &shutdown,
         tracker: &tracker,
@@ -244,7 +226,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<RunningGateway> {
             addrs.do53.push((ep.name.clone(), local));
             let udp = udp::serve(
                 udp_socket,
-                pipeline.clone(),
+                current.clone(),
                 endpoint.clone(),
                 udp_options,
                 workers.clone(),
@@ -258,7 +240,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<RunningGateway> {
             });
             tracker.spawn(tcp::serve(
                 tcp_listener,
-                pipeline.clone(),
+                current.clone(),
                 endpoint.clone(),
                 tcp_options,
                 workers.clone(),
@@ -270,12 +252,12 @@ pub async fn start(mut config: Config) -> anyhow::Result<RunningGateway> {
         doh_spawner.endpoint(ep, &endpoint, tls, &mut addrs).await?;
     }
 
-    designate(&config, &addrs, &resolver);
+    designate(&config, &addrs, &current.resolver());
     tracker.spawn(capacity.run(shutdown.clone()));
     let health = Arc::new(Health {
         listening: AtomicBool::new(false),
         config_loaded: AtomicBool::new(true),
-        resolver: resolver.clone(),
+        current: current.clone(),
     });
     if let Some(admin_addr) = config.admin {
         let listener = tcp::bind(admin_addr)
@@ -296,12 +278,19 @@ pub async fn start(mut config: Config) -> anyhow::Result<RunningGateway> {
     started.0 = None;
 
     Ok(RunningGateway {
-        addrs,
+        addrs: addrs.clone(),
         shutdown,
         tracker,
         grace: config.timeouts.shutdown_grace,
+        reloader: Reloader {
+            current,
+            applied: Arc::new(std::sync::Mutex::new(loaded)),
+            metrics: outbound_metrics_for_reload,
+            query_log_dropped: gateway_metrics.query_log_dropped.clone(),
+            reloads: gateway_metrics.config_reloads.clone(),
+            addrs,
+        },
         registry,
-        resolver,
         self_signed,
     })
 }

@@ -58,7 +58,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(config))
+    runtime.block_on(run(args, config))
 }
 
 /// dohgate's own log, on standard error. A journal or a container runtime captures it through
@@ -104,9 +104,14 @@ fn import(kind: dohgate::import::ImportKind, files: &[std::path::PathBuf]) -> Ex
     }
 }
 
-async fn run(config: config::Config) -> ExitCode {
+async fn run(args: Cli, config: config::Config) -> ExitCode {
     let log_on_stdout = config.query_log.dest == Some(config::QueryLogDest::Stdout);
     let signal = shutdown_signal();
+    // Taken before the listeners exist: without a handler a SIGHUP ends the process.
+    #[cfg(unix)]
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+    #[cfg(not(unix))]
+    let hangup = ();
     let gateway = match dohgate::start(config).await {
         Ok(g) => g,
         Err(e) => {
@@ -120,6 +125,7 @@ async fn run(config: config::Config) -> ExitCode {
     } else {
         print_banner(&gateway);
     }
+    reload_on_hangup(hangup, args, gateway.reloader(), gateway.shutdown_token());
     let token = gateway.shutdown_token();
     tokio::spawn(async move {
         signal.await;
@@ -149,7 +155,8 @@ fn print_banner(gateway: &dohgate::RunningGateway) {
     if let Some(admin) = a.admin {
         println!("  admin           http://{admin}/metrics  /healthz  /readyz");
     }
-    let defaults = gateway.resolver().default_targets();
+    let resolver = gateway.resolver();
+    let defaults = resolver.default_targets();
     let names: Vec<&str> = defaults.targets().iter().map(|t| t.label()).collect();
     println!(
         "  default resolver: {}",
@@ -203,6 +210,43 @@ fn print_doh_hints(gateway: &dohgate::RunningGateway) {
 /// Until a handler is in place a signal takes its default action and ends the process with
 /// no graceful shutdown, so this runs before the listeners take queries: an orchestrator may
 /// stop a pod the moment it started.
+/// SIGHUP (`systemctl reload`, a closed terminal) reloads the configuration from where it was
+/// loaded, with the same flags, instead of ending the process.
+#[cfg(unix)]
+fn reload_on_hangup(
+    hangup: std::io::Result<tokio::signal::unix::Signal>,
+    args: Cli,
+    reloader: dohgate::Reloader,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let mut hangup = match hangup {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot handle SIGHUP: a reload needs a restart");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                got = hangup.recv() => if got.is_none() { return },
+            }
+            tracing::info!("SIGHUP: reloading the configuration");
+            let _ = reloader.reload_loaded(args.load_config());
+        }
+    });
+}
+
+#[cfg(not(unix))]
+fn reload_on_hangup(
+    _hangup: (),
+    _args: Cli,
+    _reloader: dohgate::Reloader,
+    _shutdown: tokio_util::sync::CancellationToken,
+) {
+}
+
 fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
