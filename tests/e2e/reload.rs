@@ -144,3 +144,85 @@ async fn sighup_reloads_a_running_binary_instead_of_ending_it() {
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The leaf certificate a TLS handshake with `addr` presents (trusting the test CA, name
+/// localhost).
+async fn presented_leaf(addr: SocketAddr) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject as _;
+    use std::sync::Arc;
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in rustls::pki_types::CertificateDer::pem_file_iter(cert("test-ca.pem")).expect("CA") {
+        roots.add(ca.expect("CA parses")).expect("CA usable");
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").expect("name"),
+            tcp,
+        )
+        .await
+        .expect("a certificate the test CA signed");
+    tls.get_ref().1.peer_certificates().expect("certificates")[0].to_vec()
+}
+
+/// The first certificate of a PEM file, in DER.
+fn first_cert(file: &str) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject as _;
+    rustls::pki_types::CertificateDer::pem_file_iter(file)
+        .expect("pem")
+        .next()
+        .expect("a certificate")
+        .expect("parses")
+        .to_vec()
+}
+
+#[tokio::test]
+async fn a_certificate_replaced_on_disk_is_presented_after_a_reload() {
+    let default = Stub::start(Behavior::Answer(IP_OLD)).await;
+    let dir = temp_dir("cert-reload");
+    let (chain, key) = (dir.join("dns.pem"), dir.join("dns.key"));
+    let install = |name: &str| {
+        std::fs::copy(cert(&format!("localhost-{name}-chain.pem")), &chain).expect("copy");
+        std::fs::copy(cert(&format!("localhost-{name}.key")), &key).expect("copy");
+    };
+    install("ecdsa");
+    let (do53, doh, admin) = (free_port().await, free_port().await, free_port().await);
+    let text = format!(
+        "{}[admin]\nlisten = \"{admin}\"\n[[inbound]]\nname = \"test\"\nlisten = [\"{do53}\"]\n\
+         listen_doh = [\"{doh}\"]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+        resolver(&default),
+        chain.display(),
+        key.display()
+    );
+    let gw = gateway(&text).await;
+    assert_eq!(
+        presented_leaf(doh).await,
+        first_cert(&cert("localhost-ecdsa-chain.pem"))
+    );
+    // The operator rotates the certificate and reloads.
+    install("rsa");
+    let config = dohgate_core::config::parse(&text, None).expect("valid");
+    gw.reloader().reload(config).expect("reloads");
+    assert_eq!(
+        presented_leaf(doh).await,
+        first_cert(&cert("localhost-rsa-chain.pem")),
+        "the new certificate from the next handshake on"
+    );
+    // A key that does not match its certificate: the reload fails, the RSA one stays.
+    std::fs::copy(cert("localhost-ecdsa.key"), &key).expect("copy");
+    let config = dohgate_core::config::parse(&text, None).expect("valid");
+    assert!(gw.reloader().reload(config).is_err());
+    assert_eq!(
+        presented_leaf(doh).await,
+        first_cert(&cert("localhost-rsa-chain.pem"))
+    );
+    gw.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

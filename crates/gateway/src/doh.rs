@@ -56,9 +56,24 @@ pub(crate) fn check_tls(config: &Config) -> anyhow::Result<()> {
 
 /// Builds every endpoint's TLS before any socket is bound, so a bad certificate or a DoH-FIPS
 /// listener in a build without FIPS fails the start with nothing left running.
-pub(crate) fn prepare_tls(
-    config: &Config,
-) -> anyhow::Result<(Vec<EndpointTls>, Option<SelfSignedCert>)> {
+/// A DoH listener's certificate files and the store it presents them from, for a reload to
+/// read the files again and swap what new handshakes get.
+#[derive(Clone, Debug)]
+pub(crate) struct ReloadableCert {
+    pub(crate) files: dohgate_core::config::TlsFiles,
+    pub(crate) fips: bool,
+    pub(crate) store: Arc<tls::CertStore>,
+}
+
+/// The TLS configurations of every endpoint, the self-signed certificate if one was made, and
+/// the certificates a reload may replace.
+pub(crate) type PreparedTls = (
+    Vec<EndpointTls>,
+    Option<SelfSignedCert>,
+    Vec<ReloadableCert>,
+);
+
+pub(crate) fn prepare_tls(config: &Config) -> anyhow::Result<PreparedTls> {
     let needs_self_signed = config
         .inbound
         .iter()
@@ -69,6 +84,7 @@ pub(crate) fn prepare_tls(
         None
     };
     let mut out = Vec::with_capacity(config.inbound.len());
+    let mut reloadable = Vec::new();
     for ep in &config.inbound {
         let mut t = EndpointTls::default();
         for (fips, addrs) in [(false, &ep.doh), (true, &ep.doh_fips)] {
@@ -77,7 +93,15 @@ pub(crate) fn prepare_tls(
             }
             let what = if fips { "doh-fips" } else { "doh" };
             let built = match (&ep.tls, &generated) {
-                (Some(files), _) => tls::server_config(&files.cert, &files.key, fips),
+                (Some(files), _) => tls::server_config_reloadable(&files.cert, &files.key, fips)
+                    .map(|(config, store)| {
+                        reloadable.push(ReloadableCert {
+                            files: files.clone(),
+                            fips,
+                            store,
+                        });
+                        config
+                    }),
                 (None, Some(cert)) => cert.server_config(fips),
                 (None, None) => anyhow::bail!("inbound endpoint {:?}: no certificate", ep.name),
             };
@@ -99,7 +123,7 @@ pub(crate) fn prepare_tls(
             pem_file,
         }
     });
-    Ok((out, info))
+    Ok((out, info, reloadable))
 }
 
 /// A certificate for localhost and every address a TLS listener without certificate files

@@ -185,7 +185,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<RunningGateway> {
     let current = Arc::new(Current::new(pipeline));
 
     fdlimit::raise(&mut config);
-    let (mut doh_tls, self_signed) = doh::prepare_tls(&config)?;
+    let (mut doh_tls, self_signed, certs) = doh::prepare_tls(&config)?;
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     // If a later listener cannot be bound, the ones already serving must not go on.
@@ -289,6 +289,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<RunningGateway> {
             query_log_dropped: gateway_metrics.query_log_dropped.clone(),
             reloads: gateway_metrics.config_reloads.clone(),
             addrs,
+            certs,
         },
         registry,
         self_signed,

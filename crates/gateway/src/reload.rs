@@ -2,9 +2,10 @@
 //! seam — rules, local zones, the firewall, rate limits, targets, timeouts, the cache and the
 //! query log — is built anew from the new configuration and swapped in at once. Queries in
 //! flight finish on the state they started with; listeners keep their sockets, so no packet is
-//! lost. A configuration that does not pass every check, or that changes what the listeners
-//! themselves hold (addresses, allow-lists, certificates, limits), is refused and the running
-//! state keeps serving.
+//! lost. The DoH listeners' certificate files are read again, so a certificate replaced on disk
+//! is presented from the next handshake on. A configuration that does not pass every check, or
+//! that changes what the listeners themselves hold (addresses, allow-lists, certificate file
+//! names, limits), is refused and the running state keeps serving.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -152,6 +153,9 @@ pub struct Reloader {
     pub(crate) query_log_dropped: IntCounterVec,
     pub(crate) reloads: IntCounterVec,
     pub(crate) addrs: LocalAddrs,
+    /// The DoH listeners' certificates: their files are read again on every reload, so a
+    /// certificate replaced on disk is presented from the next handshake on.
+    pub(crate) certs: Vec<crate::doh::ReloadableCert>,
 }
 
 impl Reloader {
@@ -186,11 +190,22 @@ impl Reloader {
         if let Some(why) = needs_restart(&applied, &new) {
             anyhow::bail!("{why}: that needs a restart");
         }
+        // Everything is read and built before anything is swapped: a failure leaves the
+        // running state whole.
+        let mut certs = Vec::with_capacity(self.certs.len());
+        for c in &self.certs {
+            let key =
+                dohgate_inbound::tls::load_certified_key(&c.files.cert, &c.files.key, c.fips)?;
+            certs.push((&c.store, key));
+        }
         let mut running = new.clone();
         crate::system_resolver(&mut running);
         let pipeline = build_pipeline(&running, &self.metrics, &self.query_log_dropped)?;
         designate(&running, &self.addrs, pipeline.resolver());
         self.current.pipeline.store(pipeline);
+        for (store, key) in certs {
+            store.replace(key);
+        }
         *applied = new;
         Ok(())
     }

@@ -9,9 +9,11 @@ use std::path::Path;
 use dohgate_core::config;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 pub use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
-use rustls::server::ServerSessionMemoryCache;
+use rustls::server::{ClientHello, ResolvesServerCert, ServerSessionMemoryCache};
+use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
@@ -70,9 +72,35 @@ fn fips_provider() -> Result<Arc<CryptoProvider>, TlsError> {
 /// Reads a PEM certificate chain (leaf first) and a PEM private key (PKCS#8, PKCS#1 or SEC1;
 /// ECDSA or RSA) and builds a listener's TLS configuration.
 pub fn server_config(cert: &Path, key: &Path, fips: bool) -> Result<Arc<ServerConfig>, TlsError> {
+    server_config_reloadable(cert, key, fips).map(|(config, _)| config)
+}
+
+/// [`server_config`], with the [`CertStore`] the configuration takes its certificate from, so
+/// that a reload can replace the certificate of a listener that keeps serving.
+pub fn server_config_reloadable(
+    cert: &Path,
+    key: &Path,
+    fips: bool,
+) -> Result<(Arc<ServerConfig>, Arc<CertStore>), TlsError> {
     // Check the build first: a DoH-FIPS listener in a build without FIPS support fails with
     // the message that says how to fix it, not with a file error.
     let provider = provider(fips)?;
+    let certified = certified_key(&provider, cert, key)?;
+    let store = Arc::new(CertStore::new(certified));
+    Ok((build(provider, store.clone(), fips)?, store))
+}
+
+/// Reads a certificate chain and its key from their files, for a listener's [`CertStore`]:
+/// the key must match the certificate.
+pub fn load_certified_key(cert: &Path, key: &Path, fips: bool) -> Result<CertifiedKey, TlsError> {
+    certified_key(&*provider(fips)?, cert, key)
+}
+
+fn certified_key(
+    provider: &CryptoProvider,
+    cert: &Path,
+    key: &Path,
+) -> Result<CertifiedKey, TlsError> {
     // Read with a size limit and only from a regular file: `/dev/zero` would read until memory
     // runs out, a FIFO would hang the start.
     let read = |path: &Path| {
@@ -98,7 +126,7 @@ pub fn server_config(cert: &Path, key: &Path, fips: bool) -> Result<Arc<ServerCo
             path: key.to_path_buf(),
             source,
         })?;
-    build(provider, chain, key, fips)
+    Ok(CertifiedKey::from_der(chain, key, provider)?)
 }
 
 /// Builds a listener's TLS configuration from DER: TLS 1.3 and 1.2, ALPN h2 and http/1.1,
@@ -108,13 +136,40 @@ pub fn server_config_from_der(
     key: PrivateKeyDer<'static>,
     fips: bool,
 ) -> Result<Arc<ServerConfig>, TlsError> {
-    build(provider(fips)?, chain, key, fips)
+    let provider = provider(fips)?;
+    let certified = CertifiedKey::from_der(chain, key, &provider)?;
+    build(provider, Arc::new(CertStore::new(certified)), fips)
+}
+
+/// The certificate a listener presents, replaceable while it serves: a new handshake gets the
+/// one in the store at that moment, connections already made keep theirs.
+#[derive(Debug)]
+pub struct CertStore {
+    current: ArcSwap<CertifiedKey>,
+}
+
+impl CertStore {
+    pub fn new(certified: CertifiedKey) -> Self {
+        CertStore {
+            current: ArcSwap::from_pointee(certified),
+        }
+    }
+
+    /// Presents `certified` from the next handshake on.
+    pub fn replace(&self, certified: CertifiedKey) {
+        self.current.store(Arc::new(certified));
+    }
+}
+
+impl ResolvesServerCert for CertStore {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load_full())
+    }
 }
 
 fn build(
     provider: Arc<CryptoProvider>,
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
+    certs: Arc<CertStore>,
     fips: bool,
 ) -> Result<Arc<ServerConfig>, TlsError> {
     // Tickets are AES-256-CBC + HMAC-SHA256 from the same AWS-LC module, approved in FIPS mode.
@@ -122,7 +177,7 @@ fn build(
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_no_client_auth()
-        .with_single_cert(chain, key)?;
+        .with_cert_resolver(certs);
     config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
     config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_SIZE);
     config.ticketer = ticketer;
