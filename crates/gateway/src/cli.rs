@@ -14,13 +14,16 @@ use dohgate_core::{Protocol, ProtocolSet, wire};
 /// The configuration `dohgate` runs with when given no `--config`.
 pub const EMBEDDED_DEFAULT: &str = include_str!("default.toml");
 
-/// What `--version` and the start-up banner say: the version, and `(fips)` when the binary
-/// carries the FIPS 140-3 validated module, so an operator can tell the two builds apart
-/// without a scrape of `dohgate_build_info`.
-#[cfg(feature = "fips")]
-pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (fips)");
-#[cfg(not(feature = "fips"))]
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// What `--version` and the start-up banner say: the version and, when the binary carries the
+/// FIPS 140-3 validated module, `(fips: <module and its version>)`, so an operator or auditor
+/// can tell the two builds apart without a scrape of `dohgate_build_info`.
+pub fn version() -> &'static str {
+    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    VERSION.get_or_init(|| match crate::metrics::fips_module() {
+        "" => env!("CARGO_PKG_VERSION").to_string(),
+        module => format!("{} (fips: {module})", env!("CARGO_PKG_VERSION")),
+    })
+}
 
 /// How dohgate writes its own log (standard error; the query log is JSON either way).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -35,7 +38,7 @@ pub enum LogFormat {
 #[derive(Debug, Parser)]
 #[command(
     name = "dohgate",
-    version = VERSION,
+    version = version(),
     about = "A DNS gateway for hybrid networks: Do53, DoH and DoH-FIPS in, Route 53-style forwarding rules out",
     long_about = "A DNS gateway for hybrid networks: Do53, DoH and DoH-FIPS in, Route 53-style forwarding rules out.\n\n\
         With no arguments it runs an embedded default: Do53 on 127.0.0.1:5353 (UDP and TCP), DoH on \

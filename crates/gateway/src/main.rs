@@ -139,7 +139,7 @@ async fn run(args: Cli, config: config::Config) -> ExitCode {
 
 fn print_banner(gateway: &dohgate::RunningGateway) {
     let a = gateway.addrs();
-    println!("dohgate {} is running", cli::VERSION);
+    println!("dohgate {} is running", cli::version());
     for (ep, addr) in &a.do53 {
         println!("  do53 (udp+tcp)  {addr}  endpoint {ep}");
     }

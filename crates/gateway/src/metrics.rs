@@ -15,6 +15,29 @@ pub const GIT_SHA: &str = env!("DOHGATE_GIT_SHA");
 /// The cargo features the binary was built with, comma-separated ("" for none).
 pub const FEATURES: &str = env!("DOHGATE_FEATURES");
 
+/// The FIPS 140-3 module the binary carries, as auditors look for it, e.g.
+/// "AWS-LC FIPS 3 (AWS-LC 4.2.0)"; "" for a build without it.
+pub fn fips_module() -> &'static str {
+    #[cfg(feature = "fips")]
+    {
+        static MODULE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        MODULE.get_or_init(|| {
+            let raw = aws_lc_fips_sys::AWSLC_VERSION_NUMBER_STRING;
+            let library = std::str::from_utf8(raw)
+                .unwrap_or("unknown")
+                .trim_end_matches('\0');
+            match aws_lc_fips_sys::fips_version() {
+                0 => format!("AWS-LC FIPS (AWS-LC {library})"),
+                n => format!("AWS-LC FIPS {n} (AWS-LC {library})"),
+            }
+        })
+    }
+    #[cfg(not(feature = "fips"))]
+    {
+        ""
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct GatewayMetrics {
     /// By result: success or failure.
@@ -38,7 +61,8 @@ impl GatewayMetrics {
             )
             .const_label("version", env!("CARGO_PKG_VERSION"))
             .const_label("git_sha", GIT_SHA)
-            .const_label("features", FEATURES),
+            .const_label("features", FEATURES)
+            .const_label("fips_module", fips_module()),
         )?;
         build_info.set(1);
         registry.register(Box::new(build_info))?;
@@ -133,6 +157,10 @@ mod tests {
         assert_eq!(label("version").as_deref(), Some(env!("CARGO_PKG_VERSION")));
         assert!(label("git_sha").is_some_and(|s| !s.is_empty()));
         assert_eq!(label("features").as_deref(), Some(FEATURES));
+        assert_eq!(
+            label("fips_module").is_some_and(|m| m.starts_with("AWS-LC FIPS")),
+            cfg!(feature = "fips")
+        );
         assert_eq!(m.get_gauge().get_value(), 1.0);
         #[cfg(target_os = "linux")]
         assert!(
