@@ -4,6 +4,13 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+/// A network as an allow-list takes it: a CIDR (`10.0.0.0/8`) or one address (`192.0.2.7`).
+pub fn parse_net(s: &str) -> Option<IpNet> {
+    s.parse::<IpNet>()
+        .ok()
+        .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
+}
+
 /// What a client outside an endpoint's allow-list gets.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Refuse {
@@ -52,10 +59,8 @@ impl AllowList {
         if self.nets.is_empty() {
             return true;
         }
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
+        // An IPv4-mapped address (from a dual-stack socket) is the IPv4 client it carries.
+        let ip = ip.to_canonical();
         self.nets.iter().any(|n| n.contains(&ip))
     }
 

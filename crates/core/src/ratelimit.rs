@@ -123,10 +123,8 @@ impl RateLimiter {
 
     /// The client's prefix as one number (IPv4 in the IPv4-mapped IPv6 space), never 0.
     fn key(&self, ip: IpAddr) -> u128 {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
+        // An IPv4-mapped address (from a dual-stack socket) is the IPv4 client it carries.
+        let ip = ip.to_canonical();
         let masked = match ip {
             IpAddr::V4(v4) => {
                 let bits = u32::from(v4);

@@ -208,49 +208,29 @@ impl Cli {
         if !self.allow_from.is_empty() {
             let mut nets = Vec::with_capacity(self.allow_from.len());
             for a in &self.allow_from {
-                let net = a
-                    .parse::<ipnet::IpNet>()
-                    .or_else(|_| a.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                    .map_err(|_| {
-                        flag_err(
-                            "--allow-from",
-                            format!("{a:?} is not a CIDR such as 10.0.0.0/8 or an address"),
-                        )
-                    })?;
+                let net = dohgate_core::acl::parse_net(a).ok_or_else(|| {
+                    flag_err(
+                        "--allow-from",
+                        format!("{a:?} is not a CIDR such as 10.0.0.0/8 or an address"),
+                    )
+                })?;
                 nets.push(net);
             }
-            let Some(ep) = config.inbound.first_mut() else {
-                return Err(flag_err(
-                    "--allow-from",
-                    "there is no inbound endpoint to use it",
-                ));
-            };
-            ep.allow = nets;
+            cli_endpoint(config, "--allow-from")?.allow = nets;
         }
         if let Some(qps) = self.rate_limit {
-            let Some(ep) = config.inbound.first_mut() else {
-                return Err(flag_err(
-                    "--rate-limit",
-                    "there is no inbound endpoint to use it",
-                ));
-            };
-            ep.rate_limit = Some(dohgate_core::ratelimit::RateLimitConfig {
-                qps,
-                burst: qps.saturating_mul(2),
-                ..Default::default()
-            });
+            cli_endpoint(config, "--rate-limit")?.rate_limit =
+                Some(dohgate_core::ratelimit::RateLimitConfig {
+                    qps,
+                    burst: qps.saturating_mul(2),
+                    ..Default::default()
+                });
         }
         if let Some(n) = self.threads {
             config.threads = Some(n as usize);
         }
         if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
-            let Some(ep) = config.inbound.first_mut() else {
-                return Err(flag_err(
-                    "--tls-cert",
-                    "there is no inbound endpoint to use it",
-                ));
-            };
-            ep.tls = Some(TlsFiles {
+            cli_endpoint(config, "--tls-cert")?.tls = Some(TlsFiles {
                 cert: cert.clone(),
                 key: key.clone(),
             });
@@ -332,6 +312,18 @@ impl Cli {
         }
         Ok(t)
     }
+}
+
+/// The endpoint the endpoint flags apply to: the one the `--listen-*` flags define, else the
+/// first configured one.
+fn cli_endpoint<'c>(
+    config: &'c mut Config,
+    flag: &'static str,
+) -> Result<&'c mut InboundEndpoint, FlagError> {
+    config
+        .inbound
+        .first_mut()
+        .ok_or_else(|| flag_err(flag, "there is no inbound endpoint to use it"))
 }
 
 fn check_domain(flag: &'static str, domain: &str) -> Result<(), FlagError> {

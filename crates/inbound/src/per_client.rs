@@ -38,10 +38,8 @@ impl PerClient {
                 open: Arc::default(),
             });
         }
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
+        // An IPv4-mapped address (from a dual-stack socket) is the IPv4 client it carries.
+        let ip = ip.to_canonical();
         // A poisoned lock (a panic elsewhere) must not stop the listener: no cap then.
         let mut open = self.open.lock().ok()?;
         let n = open.entry(ip).or_insert(0);

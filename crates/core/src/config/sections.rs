@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use ipnet::IpNet;
 use toml::Spanned;
 
 use super::{
@@ -20,7 +19,7 @@ use super::{
     QueryLogDest, QueryLogFile, RateLimitFile, ResolverConfig, ResolverFile, RuntimeFile,
     ServerFile, Timeouts, TimeoutsFile,
 };
-use crate::acl::Refuse;
+use crate::acl::{Refuse, parse_net};
 use crate::error::ConfigError;
 use crate::protocol::Protocol;
 use crate::ratelimit::{LimitAction, RateLimitConfig};
@@ -331,17 +330,13 @@ pub(super) fn inbound(
             ));
         }
         for (j, a) in f.allow.iter().enumerate() {
-            let net = a
-                .get_ref()
-                .parse::<IpNet>()
-                .or_else(|_| a.get_ref().parse::<std::net::IpAddr>().map(IpNet::from))
-                .map_err(|_| {
-                    cx.err(
-                        key(&format!("allow[{j}]")),
-                        a.span(),
-                        format!("{:?} is not a CIDR such as \"10.0.0.0/8\"", a.get_ref()),
-                    )
-                })?;
+            let net = parse_net(a.get_ref()).ok_or_else(|| {
+                cx.err(
+                    key(&format!("allow[{j}]")),
+                    a.span(),
+                    format!("{:?} is not a CIDR such as \"10.0.0.0/8\"", a.get_ref()),
+                )
+            })?;
             e.allow.push(net);
         }
         if let Some(r) = &f.refuse {
